@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: Apache-2.0
+// The blocked kernel against the dense oracle over the grid of policies, block sizes, lengths,
+// Sq != Sk, GQA and memory layouts, in float and double.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "support/test_support.hpp"
+
+namespace sa = sparse_attention;
+using sa::testing::Problem;
+using sa::testing::Shape;
+
+namespace {
+
+template <class F>
+void for_each_core_policy(F&& f) {
+  f(sa::Dense{}, "Dense");
+  f(sa::Causal{}, "Causal");
+  f(sa::LocalWindow(3, 0), "LocalWindow(3,0)");
+  f(sa::LocalWindow(0, 0), "LocalWindow(0,0)");
+  f(sa::LocalWindow(5, 7), "LocalWindow(5,7)");
+  f(sa::LocalWindow(-1, 2), "LocalWindow(-1,2)");
+  f(sa::LocalWindow(10, -1), "LocalWindow(10,-1)");
+  f(sa::LocalWindow(0, 40), "LocalWindow(0,40)");
+  f(sa::LocalWindow::causal(17), "causal(17)");
+  f(sa::LocalWindow::symmetric(64), "symmetric(64)");
+}
+
+const sa::BlockSize kBlocks[] = {{16, 16}, {64, 64}, {128, 128}, {32, 48}, {64, 16}, {1, 7}};
+
+template <class T>
+class AttentionTest : public ::testing::Test {};
+using Scalars = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(AttentionTest, Scalars);
+
+// Every policy x every block size x every pair of lengths from {1, 2, 5, 63, 64, 65, 97}.
+TYPED_TEST(AttentionTest, MatchesReferenceOverPoliciesBlocksAndLengths) {
+  using T = TypeParam;
+  const sa::Index lengths[] = {1, 2, 5, 63, 64, 65, 97};
+  std::uint64_t seed = 1;
+  for (sa::Index seq_q : lengths) {
+    for (sa::Index seq_k : lengths) {
+      Shape s;
+      s.seq_q = seq_q;
+      s.seq_k = seq_k;
+      s.head_dim = 16;
+      s.value_dim = 16;
+      const Problem<T> p(s, seed++);
+      for_each_core_policy([&](const auto& policy, const char* name) {
+        for (const sa::BlockSize& block : kBlocks) {
+          SCOPED_TRACE(name);
+          EXPECT_TRUE(sa::testing::matches_reference(p, policy, block));
+        }
+      });
+    }
+  }
+}
+
+// Long rows, GQA / MQA, D != Dv, both memory layouts, several batches.
+TYPED_TEST(AttentionTest, MatchesReferenceWithGqaLayoutsAndLongRows) {
+  using T = TypeParam;
+  struct Case {
+    Shape shape;
+    sa::BlockSize block;
+  };
+  const Case cases[] = {
+      {{1, 2, 2, 1000, 1000, 64, 64, false}, {64, 64}},
+      {{2, 4, 2, 97, 97, 40, 24, true}, {16, 32}},
+      {{1, 8, 1, 65, 130, 32, 48, false}, {64, 64}},    // MQA, chunk after a cached prefix
+      {{1, 6, 3, 130, 65, 8, 8, true}, {32, 16}},       // Sq > Sk: leading rows may be empty
+      {{3, 2, 1, 5, 1000, 16, 72, false}, {64, 128}},   // a few queries over a long cache
+      {{1, 2, 1, 1, 1000, 64, 64, true}, {64, 64}},     // decode: one query over a cache
+      {{1, 2, 2, 1000, 1, 8, 8, false}, {128, 128}},    // one key
+  };
+  std::uint64_t seed = 100;
+  for (const Case& c : cases) {
+    const Problem<T> p(c.shape, seed++);
+    for_each_core_policy([&](const auto& policy, const char* name) {
+      SCOPED_TRACE(name);
+      EXPECT_TRUE(sa::testing::matches_reference(p, policy, c.block));
+    });
+  }
+}
+
+// Scores of magnitude ~1e2 after scaling: the online softmax's rescaling is exercised on every tile.
+TYPED_TEST(AttentionTest, MatchesReferenceWithLargeScores) {
+  using T = TypeParam;
+  Shape s{1, 2, 1, 200, 300, 32, 16, false};
+  const Problem<T> p(s, 7, /*magnitude=*/6.0);
+  for_each_core_policy([&](const auto& policy, const char* name) {
+    SCOPED_TRACE(name);
+    EXPECT_TRUE(sa::testing::matches_reference(p, policy, {64, 64}));
+  });
+}
+
+// The same bits for every thread count.
+TYPED_TEST(AttentionTest, BitIdenticalAcrossThreadCounts) {
+  using T = TypeParam;
+  const Problem<T> p(Shape{2, 4, 2, 300, 300, 32, 32, true}, 11);
+  for_each_core_policy([&](const auto& policy, const char* name) {
+    SCOPED_TRACE(name);
+    const auto one = sa::testing::run_kernel(p, policy, {64, 64}, 1);
+    for (int threads : {2, 3, 4}) {
+      const auto many = sa::testing::run_kernel(p, policy, {64, 64}, threads);
+      EXPECT_EQ(0, std::memcmp(one.out.data(), many.out.data(), one.out.size() * sizeof(T))) << threads;
+      EXPECT_EQ(0, std::memcmp(one.lse.data(), many.lse.data(), one.lse.size() * sizeof(T))) << threads;
+    }
+    const auto again = sa::testing::run_kernel(p, policy, {64, 64}, 2);
+    EXPECT_EQ(0, std::memcmp(one.out.data(), again.out.data(), one.out.size() * sizeof(T)));
+  });
+}
+
+// Views with a head-dimension stride other than 1 (a column-major Eigen matrix) give the same
+// result as the contiguous copy.
+TEST(Attention, AcceptsNonUnitInnerStrides) {
+  const sa::Index n = 70, d = 12;
+  Eigen::MatrixXf q = Eigen::MatrixXf::Random(n, d), k = Eigen::MatrixXf::Random(n, d),
+                  v = Eigen::MatrixXf::Random(n, d);  // column-major: stride along dim is n
+  using RowMajor = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  RowMajor qr = q, kr = k, vr = v, out_row(n, d);
+  Eigen::MatrixXf out_col(n, d);
+  const sa::Causal policy;
+  sa::attention<float>(sa::head_view(q), sa::head_view(k), sa::head_view(v), sa::head_view(out_col), policy);
+  sa::attention<float>(sa::head_view(qr), sa::head_view(kr), sa::head_view(vr), sa::head_view(out_row), policy);
+  EXPECT_EQ(0.0f, (out_col - out_row).cwiseAbs().maxCoeff());
+}
+
+// Rows with no allowed key output exactly 0 and LSE -inf, never NaN.
+TEST(Attention, EmptyRowsAreZeroWithMinusInfinityLse) {
+  // Causal with Sq > Sk: the first Sq - Sk rows see no key.
+  const Problem<float> p(Shape{1, 1, 1, 10, 4, 8, 8, false}, 3);
+  const auto r = sa::testing::run_kernel(p, sa::Causal{}, {4, 4});
+  for (sa::Index i = 0; i < 10; ++i) {
+    const bool empty = i < 6;
+    EXPECT_EQ(empty, std::isinf(r.lse[static_cast<std::size_t>(i)])) << i;
+    for (sa::Index c = 0; c < 8; ++c) {
+      const float x = r.out[static_cast<std::size_t>(i * 8 + c)];
+      EXPECT_FALSE(std::isnan(x));
+      if (empty) {
+        EXPECT_EQ(0.0f, x) << i;
+      }
+    }
+  }
+  // No key at all.
+  const Problem<double> none(Shape{1, 2, 1, 5, 0, 4, 4, false}, 4);
+  const auto z = sa::testing::run_kernel(none, sa::Dense{}, {64, 64});
+  for (double x : z.out) EXPECT_EQ(0.0, x);
+  for (double x : z.lse) EXPECT_EQ(-std::numeric_limits<double>::infinity(), x);
+}
+
+// LSE by hand: two keys with scores a and b give log(e^a + e^b).
+TEST(Attention, LseIsNaturalLogSumExpOfScaledScores) {
+  std::vector<double> q = {1.0, 2.0}, k = {0.5, 0.0, -1.0, 3.0}, v = {1.0, 0.0, 0.0, 1.0};
+  std::vector<double> out(2), lse(1);
+  const double scale = 0.7;
+  sa::AttentionOptions<double> options{.scale = scale, .lse = sa::lse_bhs(lse.data(), 1, 1, 1)};
+  sa::attention<double>(sa::bhsd<const double>(q.data(), 1, 1, 1, 2), sa::bhsd<const double>(k.data(), 1, 1, 2, 2),
+                        sa::bhsd<const double>(v.data(), 1, 1, 2, 2), sa::bhsd(out.data(), 1, 1, 1, 2),
+                        sa::Dense{}, options);
+  const double a = scale * (1.0 * 0.5 + 2.0 * 0.0), b = scale * (1.0 * -1.0 + 2.0 * 3.0);
+  EXPECT_NEAR(std::log(std::exp(a) + std::exp(b)), lse[0], 1e-14);
+  EXPECT_NEAR(std::exp(a) / (std::exp(a) + std::exp(b)), out[0], 1e-14);
+  EXPECT_NEAR(std::exp(b) / (std::exp(a) + std::exp(b)), out[1], 1e-14);
+}
+
+// One layout, shared by calls of different batch sizes and by calls from several threads.
+TEST(Attention, LayoutIsReusableAcrossCalls) {
+  const sa::LocalWindow policy = sa::LocalWindow::causal(33);
+  const sa::BlockLayout layout = sa::BlockLayout::build(policy, {150, 150}, {32, 32});
+  for (sa::Index batch : {1, 3}) {
+    const Problem<float> p(Shape{batch, 2, 1, 150, 150, 16, 16, false}, static_cast<std::uint64_t>(batch));
+    std::vector<float> a(static_cast<std::size_t>(p.out_size())), b(a.size());
+    sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(a), policy, layout);
+    sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(b), policy, sa::AttentionOptions<float>{}, {32, 32});
+    EXPECT_EQ(a, b);
+  }
+}
+
+}  // namespace

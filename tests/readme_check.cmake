@@ -1,0 +1,15 @@
+# SPDX-License-Identifier: Apache-2.0
+# Fails unless the first ```cpp block of the README equals the quickstart example.
+file(READ "${README}" readme)
+file(READ "${EXAMPLE}" example)
+string(FIND "${readme}" "```cpp\n" start)
+if(start EQUAL -1)
+  message(FATAL_ERROR "README.md has no ```cpp block")
+endif()
+math(EXPR start "${start} + 7")
+string(SUBSTRING "${readme}" ${start} -1 rest)
+string(FIND "${rest}" "```" stop)
+string(SUBSTRING "${rest}" 0 ${stop} block)
+if(NOT block STREQUAL example)
+  message(FATAL_ERROR "The README's first ```cpp block differs from ${EXAMPLE}; copy the example into the README.")
+endif()
