@@ -128,6 +128,32 @@ TEST(Attention, AcceptsNonUnitInnerStrides) {
   EXPECT_EQ(0.0f, (out_col - out_row).cwiseAbs().maxCoeff());
 }
 
+// The portable build (SPARSE_ATTENTION_PORTABLE_KERNEL) really runs the Eigen engine.
+TEST(Attention, UsesTheExpectedTileEngine) {
+#if defined(SPARSE_ATTENTION_PORTABLE_KERNEL)
+  EXPECT_TRUE((std::is_same_v<sa::detail::TileEngine<float>, sa::detail::EigenEngine<float>>));
+#elif defined(__AVX2__) && defined(__FMA__)
+  EXPECT_TRUE((std::is_same_v<sa::detail::TileEngine<float>, sa::detail::SimdEngine<float>>));
+#endif
+}
+
+// A negative or zero scale is legal: scores are multiplied by it before the softmax.
+TYPED_TEST(AttentionTest, NegativeAndZeroScales) {
+  using T = TypeParam;
+  const Problem<T> p(Shape{1, 2, 1, 70, 90, 16, 8, false}, 5);
+  for (double scale : {-0.3, 0.0, 1e-3}) {
+    std::vector<T> out(static_cast<std::size_t>(p.out_size())), lse(static_cast<std::size_t>(p.lse_size()));
+    std::vector<sa::testing::OracleType<T>> ref(out.size()), ref_lse(lse.size());
+    sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), sa::Causal{},
+                     {.scale = scale, .lse = sa::lse_bhs(lse.data(), 1, 2, 70)});
+    sa::reference::dense_attention<sa::testing::OracleType<T>>(
+        p.qv(), p.kv(), p.vv(), p.out_view(ref), sa::Causal{},
+        {.scale = scale, .lse = sa::lse_bhs(ref_lse.data(), 1, 2, 70)});
+    EXPECT_LT(sa::testing::max_error(out, ref), 1e3 * std::numeric_limits<T>::epsilon()) << scale;
+    EXPECT_LT(sa::testing::max_error(lse, ref_lse), 1e3 * std::numeric_limits<T>::epsilon()) << scale;
+  }
+}
+
 // Rows with no allowed key output exactly 0 and LSE -inf, never NaN.
 TEST(Attention, EmptyRowsAreZeroWithMinusInfinityLse) {
   // Causal with Sq > Sk: the first Sq - Sk rows see no key.

@@ -126,12 +126,13 @@ double max_error(const std::vector<A>& a, const std::vector<B>& b) {
   return e;
 }
 
-// The absolute floor of the error rule: two units in the last place of T at the largest reference
-// magnitude. (FlashAttention samples the rounding noise of every element instead; with a handful of
-// values, as in one-row problems, that sample can be far below one ulp.)
+// The absolute floor of the error rule: two units in the last place of T at the scale of
+// max(|reference|, 1). FlashAttention samples the rounding noise of every element instead; with a
+// handful of values, as in one-row problems, that sample can be far below one ulp, and an LSE near 0
+// is still the sum of a maximum score and a logarithm of order 1, rounded at their scale.
 template <class T, class A>
 double representation_noise(const std::vector<A>& ref) {
-  double largest = 0;
+  double largest = 1;
   for (const A& x : ref)
     if (std::isfinite(static_cast<double>(x))) largest = std::max(largest, std::fabs(static_cast<double>(x)));
   return 2 * static_cast<double>(std::numeric_limits<T>::epsilon()) * largest;

@@ -18,6 +18,11 @@
 //     Index count_allowed(g, qb, kb, h) const
 //                                     exact allowed pairs in a partial tile, faster than the
 //                                     element-by-element count the library falls back on
+//     Range key_range(const Extent& x, Index i, Index h) const
+//                                     for policies whose every row is one interval of keys: the
+//                                     keys [begin, end) query i attends to, exactly the j with
+//                                     allowed(x, i, j, h). Partial tiles are then masked with
+//                                     vector compares instead of one predicate call per pair.
 #pragma once
 
 #include <concepts>
@@ -72,6 +77,11 @@ constexpr void assert_mask_policy() {
                 "calling visit(kb, BlockClass) for each non-empty key block in increasing order");
   static_assert(std::copy_constructible<P>, "sparse_attention: a policy must be copy-constructible");
 }
+
+template <class P>
+concept HasKeyRange = requires(const P& p, const Extent& x, Index i) {
+  { p.key_range(x, i, i) } -> std::same_as<Range>;
+};
 
 template <class P>
 bool head_dependent(const P& policy) {

@@ -1,20 +1,22 @@
 // SPDX-License-Identifier: Apache-2.0
 // The generic blocked sparse-attention kernel. One work item is one (batch, query head, query block);
 // it makes one pass over its BlockLayout row: partial tiles first (the policy's element predicate
-// masks them), then full tiles (no masking code at all), each through the same tile step:
+// masks them), then full tiles (no masking code at all), each through the same tile step of the
+// engine:
 //
-//   S   = (scale * Q_t) * K_t^T          (rows x cols)        Eigen GEMM
-//   S   = -inf where the policy forbids   (partial tiles only)
-//   m,l = online softmax update           P = exp(S - m)
-//   acc = alpha * acc + P * V_t           (rows x value_dim)   Eigen GEMM
+//   S   = (scale * Q_t) K_t^T           scores of the tile
+//   S   = -inf where the policy forbids  (partial tiles only)
+//   m,l = online softmax update          P = exp(S - m)
+//   acc = alpha * acc + P V_t
 //
 // and finally O = acc / l, LSE = m + log(l). Memory is O(tile) per thread; time is O(computed pairs).
+// The engine is SimdEngine (AVX-512 / AVX2 micro-kernels) where the compiler targets those, else
+// EigenEngine.
 #pragma once
 
-#include <Eigen/Core>
-#include <cmath>
+#include <algorithm>
 #include <cstdint>
-#include <limits>
+#include <numeric>
 #include <type_traits>
 #include <vector>
 
@@ -22,137 +24,156 @@
 #include "sparse_attention/core/mask_policy.hpp"
 #include "sparse_attention/core/tensor_view.hpp"
 #include "sparse_attention/core/types.hpp"
-#include "sparse_attention/kernel/online_softmax.hpp"
+#include "sparse_attention/kernel/eigen_engine.hpp"
 #include "sparse_attention/kernel/parallel.hpp"
 #include "sparse_attention/kernel/problem.hpp"
+#include "sparse_attention/kernel/simd_engine.hpp"
 #include "sparse_attention/kernel/workspace.hpp"
 
 namespace sparse_attention {
 namespace detail {
 
+// The policy seen from one tile: rows and columns relative to the tile's first query and key.
+template <class Policy>
+struct TileMask {
+  static constexpr bool kHasKeyRange = HasKeyRange<Policy>;
+  const Policy& policy;
+  Extent extent;
+  Index row0, col0, head;
+
+  bool allowed(Index r, Index c) const { return policy.allowed(extent, row0 + r, col0 + c, head); }
+  // Keys of row r relative to the tile (may extend beyond it).
+  Range keys(Index r) const
+    requires kHasKeyRange
+  {
+    const Range k = policy.key_range(extent, row0 + r, head);
+    return {k.begin - col0, k.end - col0};
+  }
+};
+
+#if SPARSE_ATTENTION_SIMD_WIDTH > 0
+template <class T>
+using TileEngine = SimdEngine<T>;
+#else
+template <class T>
+using TileEngine = EigenEngine<T>;
+#endif
+
 template <class T, class Policy>
 class BlockedAttention {
-  using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-  using ColMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
-  using ScratchRows = Eigen::Map<RowMajor, Eigen::Aligned64>;
-  using Tile = Eigen::Map<ColMajor, Eigen::Aligned64>;
-  // Rows of K or V with unit stride along the head dimension.
-  using InputRows = Eigen::Map<const RowMajor, Eigen::Unaligned, Eigen::OuterStride<>>;
+  using Engine = TileEngine<T>;
 
  public:
   BlockedAttention(const Problem& p, const Policy& policy, const BlockLayout& layout,
                    TensorView<const T> q, TensorView<const T> k, TensorView<const T> v,
                    TensorView<T> out, LseView<T> lse)
       : p_(p), policy_(policy), layout_(layout), q_(q), k_(k), v_(v), out_(out), lse_(lse),
+        dims_{layout.block().q, layout.block().kv, p.head_dim, p.value_dim},
         pack_k_(k.stride(3) != 1), pack_v_(v.stride(3) != 1) {}
 
   void run(int num_threads) {
-    const Index items = p_.batch * p_.q_heads * layout_.q_blocks();
-    const int threads = thread_count(num_threads, items);
-    const Index per_thread = carve(nullptr).used;
+    const std::vector<Index> items = work_order();
+    const std::vector<Index> chunks = cut_into_chunks(items, num_threads);
+    const int threads = thread_count(num_threads, static_cast<Index>(chunks.size()) - 1);
+    const Index engine_size = Engine::scratch_size(dims_);
+    const Index pack_size = (pack_k_ ? dims_.block_kv * p_.head_dim : 0) + (pack_v_ ? dims_.block_kv * p_.value_dim : 0);
+    const Index per_thread = engine_size + static_cast<Index>(AlignedBuffer<T>::round_up(
+                                               static_cast<std::size_t>(pack_size) * sizeof(T)) / sizeof(T));
     AlignedBuffer<T> scratch(per_thread * threads);
-    parallel_for_dynamic(items, threads, [&](Index item, int thread) {
-      run_item(item, carve(scratch.data() + per_thread * thread));
+    parallel_for_dynamic(static_cast<Index>(chunks.size()) - 1, threads, [&](Index chunk, int thread) {
+      T* base = scratch.data() + per_thread * thread;
+      const Index end = chunks[static_cast<std::size_t>(chunk) + 1];
+      for (Index n = chunks[static_cast<std::size_t>(chunk)]; n < end; ++n)
+        run_item(items[static_cast<std::size_t>(n)], base, base + engine_size);
     });
   }
 
  private:
-  struct Scratch {
-    T* q;       // (block.q, head_dim)   row-major, pre-scaled
-    T* scores;  // (block.q, block.kv)   column-major
-    T* acc;     // (block.q, value_dim)  column-major
-    T* k;       // (block.kv, head_dim)  packed K tile when K is not unit-stride along dim
-    T* v;       // (block.kv, value_dim) packed V tile when V is not unit-stride along dim
-    T* stats[6];  // (block.q) each: the online softmax state
-    Index used;   // elements taken from the thread's scratch
-  };
-
-  // Lays the scratch of one thread out from `base`; with base = nullptr, only measures it.
-  Scratch carve(T* base) const {
-    const Index bq = layout_.block().q, bk = layout_.block().kv;
-    ScratchCarver<T> c(base);
-    Scratch s{};
-    s.q = c.take(bq * p_.head_dim);
-    s.scores = c.take(bq * bk);
-    s.acc = c.take(bq * p_.value_dim);
-    s.k = c.take(pack_k_ ? bk * p_.head_dim : 0);
-    s.v = c.take(pack_v_ ? bk * p_.value_dim : 0);
-    for (T*& stat : s.stats) stat = c.take(bq);
-    s.used = c.used();
-    return s;
+  Index item_cost(Index item) const {
+    const Index q_blocks = layout_.q_blocks();
+    return layout_.row_pairs((item / q_blocks) % p_.q_heads, item % q_blocks);
   }
 
-  void run_item(Index item, const Scratch& s) const {
+  // Work items head by head (consecutive items share K and V in cache), and within a head most
+  // expensive first, so long rows (a global token's row is n long) start early and short ones fill
+  // the gaps at the end.
+  std::vector<Index> work_order() const {
+    const Index q_blocks = layout_.q_blocks();
+    std::vector<Index> items(static_cast<std::size_t>(p_.batch * p_.q_heads * q_blocks));
+    std::iota(items.begin(), items.end(), Index{0});
+    std::vector<Index> cost(static_cast<std::size_t>(p_.q_heads * q_blocks));
+    for (Index h = 0; h < p_.q_heads; ++h)
+      for (Index qb = 0; qb < q_blocks; ++qb) cost[static_cast<std::size_t>(h * q_blocks + qb)] = layout_.row_pairs(h, qb);
+    for (auto head = items.begin(); head != items.end(); head += q_blocks) {
+      std::stable_sort(head, head + q_blocks, [&](Index a, Index b) {
+        return cost[static_cast<std::size_t>(a % (p_.q_heads * q_blocks))] >
+               cost[static_cast<std::size_t>(b % (p_.q_heads * q_blocks))];
+      });
+    }
+    return items;
+  }
+
+  // Boundaries of consecutive runs of items of about equal cost, ~32 per thread: threads take whole
+  // runs, so neighbouring query blocks (which share most of their K and V tiles) stay on one core,
+  // while the dynamic schedule still balances rows of very different cost.
+  std::vector<Index> cut_into_chunks(const std::vector<Index>& items, int num_threads) const {
+    Index total = 0;
+    for (Index item : items) total += item_cost(item) + 1;
+    const Index target = std::max<Index>(1, total / (32 * thread_count(num_threads, static_cast<Index>(items.size()))));
+    std::vector<Index> bounds{0};
+    Index in_chunk = 0;
+    for (std::size_t n = 0; n < items.size(); ++n) {
+      in_chunk += item_cost(items[n]) + 1;
+      if (in_chunk >= target) {
+        bounds.push_back(static_cast<Index>(n) + 1);
+        in_chunk = 0;
+      }
+    }
+    if (bounds.back() != static_cast<Index>(items.size())) bounds.push_back(static_cast<Index>(items.size()));
+    return bounds;
+  }
+
+  void run_item(Index item, T* engine_scratch, T* pack) const {
     const Index q_blocks = layout_.q_blocks();
     const Index qb = item % q_blocks;
     const Index h = (item / q_blocks) % p_.q_heads;
     const Index b = item / (q_blocks * p_.q_heads);
     const Index kv_h = h / p_.group();
     const Range rows = layout_.grid().q_range(qb);
-    const Index n_rows = rows.size();
 
-    // Q tile, scaled once here rather than once per score.
-    const T scale = static_cast<T>(p_.scale);
-    for (Index r = 0; r < n_rows; ++r)
-      for (Index c = 0; c < p_.head_dim; ++c)
-        s.q[r * p_.head_dim + c] = scale * q_(b, h, rows.begin + r, c);
-    const ScratchRows q_tile(s.q, n_rows, p_.head_dim);
-    Tile acc(s.acc, n_rows, p_.value_dim);
-    acc.setZero();
-    OnlineSoftmax<T> softmax(n_rows, s.stats[0], s.stats[1], s.stats[2], s.stats[3], s.stats[4],
-                             s.stats[5]);
-
+    Engine engine(dims_, engine_scratch);
+    engine.begin(&q_(b, h, rows.begin, 0), q_.stride(2), q_.stride(3), rows.size(), p_.scale);
     const BlockLayout::Row row = layout_.row(h, qb);
-    for (std::int32_t kb : row.partial)
-      tile_step</*kMasked=*/true>(b, h, kv_h, rows, kb, q_tile, acc, softmax, s);
-    for (std::int32_t kb : row.full)
-      tile_step</*kMasked=*/false>(b, h, kv_h, rows, kb, q_tile, acc, softmax, s);
+    for (std::int32_t kb : row.partial) step</*kMasked=*/true>(engine, b, h, kv_h, rows, kb, pack);
+    for (std::int32_t kb : row.full) step</*kMasked=*/false>(engine, b, h, kv_h, rows, kb, pack);
 
-    write_rows(b, h, rows, acc, softmax);
+    T* lse = lse_.data() != nullptr ? &lse_(b, h, rows.begin) : nullptr;
+    engine.finish(&out_(b, h, rows.begin, 0), out_.stride(2), out_.stride(3), lse, lse_.stride(2));
   }
 
   template <bool kMasked>
-  void tile_step(Index b, Index h, Index kv_h, Range rows, Index kb, const ScratchRows& q_tile,
-                 Tile& acc, OnlineSoftmax<T>& softmax, const Scratch& s) const {
+  void step(Engine& engine, Index b, Index h, Index kv_h, Range rows, Index kb, T* pack) const {
     const Range cols = layout_.grid().kv_range(kb);
-    const Index n_rows = rows.size(), n_cols = cols.size();
-    const InputRows k_tile = input_rows(k_, b, kv_h, cols, p_.head_dim, s.k);    // (cols, head_dim)
-    const InputRows v_tile = input_rows(v_, b, kv_h, cols, p_.value_dim, s.v);  // (cols, value_dim)
-
-    Tile scores(s.scores, n_rows, n_cols);                                      // (rows, cols)
-    scores.noalias() = q_tile * k_tile.transpose();
-    if constexpr (kMasked) {
-      const Extent x = p_.extent();
-      constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
-      for (Index c = 0; c < n_cols; ++c) {
-        T* column = s.scores + c * n_rows;
-        for (Index r = 0; r < n_rows; ++r)
-          if (!policy_.allowed(x, rows.begin + r, cols.begin + c, h)) column[r] = kMinusInf;
-      }
-    }
-    softmax.template rescale<kMasked>(scores, acc);
-    acc.noalias() += scores * v_tile;
+    Index k_stride = 0, v_stride = 0;
+    const T* k = tile_rows(k_, b, kv_h, cols, p_.head_dim, pack, k_stride);
+    const T* v = tile_rows(v_, b, kv_h, cols, p_.value_dim, pack + (pack_k_ ? dims_.block_kv * p_.head_dim : 0), v_stride);
+    engine.template step<kMasked>(k, k_stride, v, v_stride, cols.size(),
+                                  TileMask<Policy>{policy_, p_.extent(), rows.begin, cols.begin, h});
   }
 
-  // Rows [cols] of K or V for (b, kv_h) as an Eigen matrix; copied into `pack` only when the view is
-  // not unit-stride along its last dimension.
-  static InputRows input_rows(const TensorView<const T>& t, Index b, Index kv_h, Range cols,
-                              Index dim, T* pack) {
+  // Rows `cols` of K or V for (b, kv_h), unit-stride within a row: the caller's memory when it is
+  // already, else a packed copy.
+  static const T* tile_rows(const TensorView<const T>& t, Index b, Index kv_h, Range cols, Index dim, T* pack,
+                            Index& row_stride) {
     const T* base = t.data() + b * t.stride(0) + kv_h * t.stride(1) + cols.begin * t.stride(2);
-    if (t.stride(3) == 1) return InputRows(base, cols.size(), dim, Eigen::OuterStride<>(t.stride(2)));
+    if (t.stride(3) == 1) {
+      row_stride = t.stride(2);
+      return base;
+    }
     for (Index r = 0; r < cols.size(); ++r)
       for (Index c = 0; c < dim; ++c) pack[r * dim + c] = base[r * t.stride(2) + c * t.stride(3)];
-    return InputRows(pack, cols.size(), dim, Eigen::OuterStride<>(dim));
-  }
-
-  void write_rows(Index b, Index h, Range rows, const Tile& acc, const OnlineSoftmax<T>& softmax) const {
-    for (Index r = 0; r < rows.size(); ++r) {
-      const T l = softmax.sum(r);
-      // A row with no allowed key has l = 0 and outputs zeros (and LSE -inf), never NaN.
-      const T inv = l > T(0) ? T(1) / l : T(0);
-      for (Index c = 0; c < p_.value_dim; ++c) out_(b, h, rows.begin + r, c) = acc(r, c) * inv;
-      if (lse_.data() != nullptr) lse_(b, h, rows.begin + r) = softmax.log_sum_exp(r);
-    }
+    row_stride = dim;
+    return pack;
   }
 
   const Problem& p_;
@@ -161,6 +182,7 @@ class BlockedAttention {
   TensorView<const T> q_, k_, v_;
   TensorView<T> out_;
   LseView<T> lse_;
+  typename Engine::Dims dims_;
   bool pack_k_, pack_v_;
 };
 
@@ -170,7 +192,7 @@ class BlockedAttention {
 // have been built from the same policy for these lengths (BlockLayout::build(policy, {seq_q, seq_k},
 // block, q_heads)). Writes out [batch, q_heads, seq_q, value_dim] and, if given, options.lse.
 // Shapes: q [B, Hq, Sq, D], k [B, Hkv, Sk, D], v [B, Hkv, Sk, Dv], Hq a multiple of Hkv.
-// Throws std::invalid_argument on any inconsistent argument.
+// Throws std::invalid_argument on any inconsistent argument, before writing anything.
 template <class T, class Policy>
 void attention(TensorView<const std::type_identity_t<T>> q, TensorView<const std::type_identity_t<T>> k,
                TensorView<const std::type_identity_t<T>> v, TensorView<T> out, const Policy& policy,

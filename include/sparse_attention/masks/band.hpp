@@ -16,7 +16,7 @@ class Band {
 
   constexpr bool contains(Index p, Index j) const { return j >= p - left_ && j <= p + right_; }
 
-  // Keys allowed for absolute position p, intersected with [0, seq_k).
+  // Keys allowed for absolute position p, intersected with [0, seq_k) (empty: begin >= end).
   constexpr Range keys(Index p, Index seq_k) const {
     return {std::max<Index>(p - left_, 0), std::min<Index>(p + right_ + 1, seq_k)};
   }

@@ -21,6 +21,7 @@ class Causal {
   Index count_allowed(const BlockGrid& g, Index qb, Index kb, Index) const {
     return band_.count(g, qb, kb);
   }
+  Range key_range(const Extent& x, Index i, Index) const { return band_.keys(x.position(i), x.seq_k); }
 
  private:
   detail::Band band_{-1, 0};

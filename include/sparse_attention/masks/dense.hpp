@@ -8,6 +8,7 @@ namespace sparse_attention {
 // Every query attends to every key: the O(n^2) baseline, through the same blocked kernel.
 struct Dense {
   constexpr bool allowed(const Extent&, Index, Index, Index) const { return true; }
+  constexpr Range key_range(const Extent& x, Index, Index) const { return {0, x.seq_k}; }
 
   BlockClass classify(const BlockGrid& g, Index qb, Index kb, Index) const {
     return g.q_range(qb).empty() || g.kv_range(kb).empty() ? BlockClass::kEmpty : BlockClass::kFull;

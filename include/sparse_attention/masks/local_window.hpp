@@ -47,6 +47,7 @@ class LocalWindow {
   Index count_allowed(const BlockGrid& g, Index qb, Index kb, Index) const {
     return band_.count(g, qb, kb);
   }
+  Range key_range(const Extent& x, Index i, Index) const { return band_.keys(x.position(i), x.seq_k); }
 
  private:
   Index left_;

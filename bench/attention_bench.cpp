@@ -1,0 +1,136 @@
+// SPDX-License-Identifier: Apache-2.0
+// Google Benchmark suite: every pattern through the blocked kernel, the naive materialised O(n^2)
+// baseline, and two ceilings of this machine measured in the same run.
+//
+//   attention/<pattern>/n:<n>/d:<d>/omp:<threads>   8 heads, float, batch 1, 64 x 64 tiles
+//   ceiling/fma/omp:<threads>                       a tight FMA loop: the machine's peak
+//   ceiling/gemm/omp:<threads>                      Eigen float GEMM 1024^3
+//
+// Counters: gflops (4 * d * computed pairs * heads / time), density (allowed / n^2),
+// computed_pairs and allowed_pairs (per head). Run with --benchmark_format=json; use
+// --benchmark_filter to pick rows and --benchmark_repetitions for medians.
+#include <benchmark/benchmark.h>
+
+#include <Eigen/Core>
+#include <chrono>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_patterns.hpp"
+#include "sparse_attention/sparse_attention.hpp"
+
+namespace sa = sparse_attention;
+
+namespace {
+
+constexpr sa::Index kHeads = 8;
+
+struct Inputs {
+  std::vector<float> q, k, v, o;
+  explicit Inputs(sa::Index n, sa::Index d) {
+    std::mt19937 rng(7);
+    std::normal_distribution<float> normal;
+    const auto size = static_cast<std::size_t>(kHeads * n * d);
+    for (auto* x : {&q, &k, &v}) {
+      x->resize(size);
+      for (float& e : *x) e = normal(rng);
+    }
+    o.resize(size);
+  }
+};
+
+// Times f() per iteration with a steady clock (OpenMP threads make per-thread CPU time meaningless)
+// and returns the total wall time.
+double timed_loop(benchmark::State& state, const std::function<void()>& f) {
+  double total = 0;
+  for (auto _ : state) {
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    state.SetIterationTime(seconds);
+    total += seconds;
+  }
+  return total;
+}
+
+void set_gflops(benchmark::State& state, double flops_per_iteration, double seconds) {
+  state.counters["gflops"] = flops_per_iteration * static_cast<double>(state.iterations()) / seconds / 1e9;
+}
+
+void set_counters(benchmark::State& state, double flops_per_iteration, double seconds, double density,
+                  double computed, double allowed) {
+  set_gflops(state, flops_per_iteration, seconds);
+  state.counters["density"] = density;
+  state.counters["computed_pairs"] = computed;
+  state.counters["allowed_pairs"] = allowed;
+}
+
+void register_pattern(const sa::bench::Pattern& pattern, sa::Index n, sa::Index d, int threads) {
+  const std::string name = "attention/" + pattern.name + "/n:" + std::to_string(n) + "/d:" + std::to_string(d) +
+                           "/omp:" + std::to_string(threads);
+  benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+    Inputs in(n, d);
+    const auto q = sa::bhsd<const float>(in.q.data(), 1, kHeads, n, d);
+    const auto k = sa::bhsd<const float>(in.k.data(), 1, kHeads, n, d);
+    const auto v = sa::bhsd<const float>(in.v.data(), 1, kHeads, n, d);
+    const auto o = sa::bhsd(in.o.data(), 1, kHeads, n, d);
+    const sa::bench::Prepared run = pattern.prepare(n, kHeads);
+    const double seconds = timed_loop(state, [&] { run.run(q, k, v, o, threads); });
+    set_counters(state, 4.0 * static_cast<double>(d) * static_cast<double>(run.computed_pairs) * kHeads, seconds,
+                 static_cast<double>(run.allowed_pairs) / (static_cast<double>(n) * static_cast<double>(n)),
+                 static_cast<double>(run.computed_pairs), static_cast<double>(run.allowed_pairs));
+  })->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+void register_naive(sa::Index n, sa::Index d, int threads) {
+  const std::string name = "attention/naive_dense/n:" + std::to_string(n) + "/d:" + std::to_string(d) +
+                           "/omp:" + std::to_string(threads);
+  benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+    Inputs in(n, d);
+    sa::bench::NaiveAttention naive;
+    naive.reserve(n);
+    const double seconds = timed_loop(state, [&] {
+      naive(in.q.data(), in.k.data(), in.v.data(), in.o.data(), kHeads, n, d, threads);
+    });
+    const double pairs = static_cast<double>(n) * static_cast<double>(n);
+    set_counters(state, 4.0 * static_cast<double>(d) * pairs * kHeads, seconds, 1.0, pairs, pairs);
+  })->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+void register_ceilings(int threads) {
+  const std::string t = "/omp:" + std::to_string(threads);
+  benchmark::RegisterBenchmark(("ceiling/fma" + t).c_str(), [=](benchmark::State& state) {
+    const double seconds = timed_loop(state, [&] { benchmark::DoNotOptimize(sa::bench::fma_loop(threads)); });
+    set_gflops(state, sa::bench::kFmaLoopFlops * threads, seconds);
+  })->UseManualTime()->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(("ceiling/gemm" + t).c_str(), [=](benchmark::State& state) {
+    const Eigen::Index n = 1024;
+    Eigen::MatrixXf a = Eigen::MatrixXf::Random(n, n), b = Eigen::MatrixXf::Random(n, n), c(n, n);
+    Eigen::setNbThreads(threads);
+    const double seconds = timed_loop(state, [&] { c.noalias() = a * b; benchmark::DoNotOptimize(c.data()); });
+    set_gflops(state, 2.0 * static_cast<double>(n * n * n), seconds);
+  })->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int threads : {1, 2}) register_ceilings(threads);
+  for (int threads : {1, 2}) {
+    for (sa::Index d : {64, 128}) {
+      for (sa::Index n = 1024; n <= 131072; n *= 2) {
+        if (n <= 8192) register_naive(n, d, threads);
+        for (const sa::bench::Pattern& p : sa::bench::patterns()) {
+          if (n <= p.max_n) register_pattern(p, n, d, threads);
+        }
+      }
+    }
+  }
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

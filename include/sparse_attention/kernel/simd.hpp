@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: Apache-2.0
+// The few vector operations the tile engine needs, for AVX-512 and AVX2+FMA, float and double.
+// SPARSE_ATTENTION_SIMD_WIDTH is the vector width in bytes of the instruction set the translation
+// unit is compiled for (64, 32), or 0 when neither is available: the kernel then uses its portable
+// Eigen engine.
+#pragma once
+
+#include <cstdint>
+
+#include "sparse_attention/config.hpp"
+
+#if !defined(SPARSE_ATTENTION_PORTABLE_KERNEL) && defined(__AVX512F__)
+#define SPARSE_ATTENTION_SIMD_WIDTH 64
+#elif !defined(SPARSE_ATTENTION_PORTABLE_KERNEL) && defined(__AVX2__) && defined(__FMA__)
+#define SPARSE_ATTENTION_SIMD_WIDTH 32
+#else
+#define SPARSE_ATTENTION_SIMD_WIDTH 0
+#endif
+
+#if SPARSE_ATTENTION_SIMD_WIDTH > 0
+#include <immintrin.h>
+
+namespace sparse_attention::detail::simd {
+
+// Minimax-quality polynomials for 2^f on [-1/2, 1/2] (Chebyshev fits; relative error 2.5e-9 for
+// float at degree 6, 4.2e-18 for double at degree 11), highest degree first.
+inline constexpr float kExp2Float[] = {1.5461444698569129e-4f, 1.3400428177615838e-3f, 9.6180566785246381e-3f,
+                                       5.5503272266703021e-2f, 2.4022650922288758e-1f, 6.9314720670283260e-1f,
+                                       1.0f};
+inline constexpr double kExp2Double[] = {
+    4.455817908336064493e-10, 7.074194297288521006e-9, 1.017805708773394110e-7, 1.321543253591237617e-6,
+    1.525273384155677259e-5,  1.540353046372435420e-4, 1.333355814640647070e-3, 9.618129107587256668e-3,
+    5.550410866482162704e-2,  2.402265069591015957e-1, 6.931471805599453093e-1, 9.999999999999999969e-1};
+
+template <class T>
+struct Vec;
+
+#if SPARSE_ATTENTION_SIMD_WIDTH == 64
+
+template <>
+struct Vec<float> {
+  static constexpr int kLanes = 16;
+  __m512 v;
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec load(const float* p) { return {_mm512_loadu_ps(p)}; }
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec set1(float x) { return {_mm512_set1_ps(x)}; }
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec zero() { return {_mm512_setzero_ps()}; }
+  SPARSE_ATTENTION_ALWAYS_INLINE void store(float* p) const { _mm512_storeu_ps(p, v); }
+};
+template <>
+struct Vec<double> {
+  static constexpr int kLanes = 8;
+  __m512d v;
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec load(const double* p) { return {_mm512_loadu_pd(p)}; }
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec set1(double x) { return {_mm512_set1_pd(x)}; }
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec zero() { return {_mm512_setzero_pd()}; }
+  SPARSE_ATTENTION_ALWAYS_INLINE void store(double* p) const { _mm512_storeu_pd(p, v); }
+};
+
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> fma(Vec<float> a, Vec<float> b, Vec<float> c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> fma(Vec<double> a, Vec<double> b, Vec<double> c) { return {_mm512_fmadd_pd(a.v, b.v, c.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> operator+(Vec<float> a, Vec<float> b) { return {_mm512_add_ps(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> operator+(Vec<double> a, Vec<double> b) { return {_mm512_add_pd(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> operator-(Vec<float> a, Vec<float> b) { return {_mm512_sub_ps(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> operator-(Vec<double> a, Vec<double> b) { return {_mm512_sub_pd(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> operator*(Vec<float> a, Vec<float> b) { return {_mm512_mul_ps(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> operator*(Vec<double> a, Vec<double> b) { return {_mm512_mul_pd(a.v, b.v)}; }
+// max(a, b) returns b when either is NaN (the x86 rule); callers put the running value in a.
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> max(Vec<float> a, Vec<float> b) { return {_mm512_max_ps(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> max(Vec<double> a, Vec<double> b) { return {_mm512_max_pd(a.v, b.v)}; }
+// x where x > -inf, else 0.
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> zero_if_minus_inf(Vec<float> x) {
+  return {_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(-__builtin_inff()), _CMP_NEQ_UQ), x.v)};
+}
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> zero_if_minus_inf(Vec<double> x) {
+  return {_mm512_maskz_mov_pd(_mm512_cmp_pd_mask(x.v, _mm512_set1_pd(-__builtin_inf()), _CMP_NEQ_UQ), x.v)};
+}
+
+// 2^x. Arguments below the smallest subnormal give exactly +0 (so -inf gives 0); NaN stays NaN.
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> exp2(Vec<float> x) {
+  const __m512 c = _mm512_max_ps(_mm512_set1_ps(-151.0f), x.v);  // NaN in x passes through
+  const __m512 n = _mm512_roundscale_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(c, n);
+  __m512 p = _mm512_set1_ps(kExp2Float[0]);
+  for (int i = 1; i < 7; ++i) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(kExp2Float[i]));
+  return {_mm512_scalef_ps(p, n)};
+}
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> exp2(Vec<double> x) {
+  const __m512d c = _mm512_max_pd(_mm512_set1_pd(-1076.0), x.v);
+  const __m512d n = _mm512_roundscale_pd(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512d f = _mm512_sub_pd(c, n);
+  __m512d p = _mm512_set1_pd(kExp2Double[0]);
+  for (int i = 1; i < 12; ++i) p = _mm512_fmadd_pd(p, f, _mm512_set1_pd(kExp2Double[i]));
+  return {_mm512_scalef_pd(p, n)};
+}
+
+// Transposes the 16 x 16 block src[r * ld + c] (r, c < 16) into 16 vectors: out[c] holds column c.
+SPARSE_ATTENTION_ALWAYS_INLINE void transpose16(const float* src, std::int64_t ld, __m512 (&out)[16]) {
+  __m512 a[16], b[16];
+  for (int r = 0; r < 16; ++r) a[r] = _mm512_loadu_ps(src + r * ld);
+  // Interleave pairs of rows, then pairs of pairs, then 128-bit lanes twice: four butterfly stages.
+  for (int r = 0; r < 16; r += 2) {
+    b[r] = _mm512_unpacklo_ps(a[r], a[r + 1]);
+    b[r + 1] = _mm512_unpackhi_ps(a[r], a[r + 1]);
+  }
+  for (int r = 0; r < 16; r += 4) {
+    a[r] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(b[r]), _mm512_castps_pd(b[r + 2])));
+    a[r + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(b[r]), _mm512_castps_pd(b[r + 2])));
+    a[r + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(b[r + 1]), _mm512_castps_pd(b[r + 3])));
+    a[r + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(b[r + 1]), _mm512_castps_pd(b[r + 3])));
+  }
+  for (int r = 0; r < 8; ++r) {
+    const int i = (r / 4) * 8 + r % 4;
+    b[i] = _mm512_shuffle_f32x4(a[i], a[i + 4], 0x88);
+    b[i + 4] = _mm512_shuffle_f32x4(a[i], a[i + 4], 0xdd);
+  }
+  for (int r = 0; r < 8; ++r) {
+    out[r] = _mm512_shuffle_f32x4(b[r], b[r + 8], 0x88);
+    out[r + 8] = _mm512_shuffle_f32x4(b[r], b[r + 8], 0xdd);
+  }
+}
+
+#else  // AVX2 + FMA
+
+template <>
+struct Vec<float> {
+  static constexpr int kLanes = 8;
+  __m256 v;
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec load(const float* p) { return {_mm256_loadu_ps(p)}; }
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec set1(float x) { return {_mm256_set1_ps(x)}; }
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec zero() { return {_mm256_setzero_ps()}; }
+  SPARSE_ATTENTION_ALWAYS_INLINE void store(float* p) const { _mm256_storeu_ps(p, v); }
+};
+template <>
+struct Vec<double> {
+  static constexpr int kLanes = 4;
+  __m256d v;
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec load(const double* p) { return {_mm256_loadu_pd(p)}; }
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec set1(double x) { return {_mm256_set1_pd(x)}; }
+  static SPARSE_ATTENTION_ALWAYS_INLINE Vec zero() { return {_mm256_setzero_pd()}; }
+  SPARSE_ATTENTION_ALWAYS_INLINE void store(double* p) const { _mm256_storeu_pd(p, v); }
+};
+
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> fma(Vec<float> a, Vec<float> b, Vec<float> c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> fma(Vec<double> a, Vec<double> b, Vec<double> c) { return {_mm256_fmadd_pd(a.v, b.v, c.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> operator+(Vec<float> a, Vec<float> b) { return {_mm256_add_ps(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> operator+(Vec<double> a, Vec<double> b) { return {_mm256_add_pd(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> operator-(Vec<float> a, Vec<float> b) { return {_mm256_sub_ps(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> operator-(Vec<double> a, Vec<double> b) { return {_mm256_sub_pd(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> operator*(Vec<float> a, Vec<float> b) { return {_mm256_mul_ps(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> operator*(Vec<double> a, Vec<double> b) { return {_mm256_mul_pd(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> max(Vec<float> a, Vec<float> b) { return {_mm256_max_ps(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> max(Vec<double> a, Vec<double> b) { return {_mm256_max_pd(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> zero_if_minus_inf(Vec<float> x) {
+  return {_mm256_and_ps(_mm256_cmp_ps(x.v, _mm256_set1_ps(-__builtin_inff()), _CMP_NEQ_UQ), x.v)};
+}
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> zero_if_minus_inf(Vec<double> x) {
+  return {_mm256_and_pd(_mm256_cmp_pd(x.v, _mm256_set1_pd(-__builtin_inf()), _CMP_NEQ_UQ), x.v)};
+}
+
+// 2^x without scalef: 2^n is built in the exponent field for n >= min normal exponent, and results
+// below the normal range are flushed to +0 (so -inf gives 0); NaN stays NaN.
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> exp2(Vec<float> x) {
+  const __m256 c = _mm256_max_ps(_mm256_set1_ps(-127.0f), x.v);
+  const __m256 n = _mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256 f = _mm256_sub_ps(c, n);
+  __m256 p = _mm256_set1_ps(kExp2Float[0]);
+  for (int i = 1; i < 7; ++i) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Float[i]));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  const __m256 r = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+  return {_mm256_and_ps(_mm256_cmp_ps(x.v, _mm256_set1_ps(-126.0f), _CMP_NLT_UQ), r)};
+}
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> exp2(Vec<double> x) {
+  const __m256d c = _mm256_max_pd(_mm256_set1_pd(-1023.0), x.v);
+  const __m256d n = _mm256_round_pd(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m256d f = _mm256_sub_pd(c, n);
+  __m256d p = _mm256_set1_pd(kExp2Double[0]);
+  for (int i = 1; i < 12; ++i) p = _mm256_fmadd_pd(p, f, _mm256_set1_pd(kExp2Double[i]));
+  // n is integral in [-1023, ...]: its int64 bit pattern comes from the 2^52 + 2^51 shift trick.
+  const __m256d shifted = _mm256_add_pd(n, _mm256_set1_pd(6755399441055744.0));
+  const __m256i integer = _mm256_sub_epi64(_mm256_castpd_si256(shifted),
+                                           _mm256_castpd_si256(_mm256_set1_pd(6755399441055744.0)));
+  const __m256i bits = _mm256_slli_epi64(_mm256_add_epi64(integer, _mm256_set1_epi64x(1023)), 52);
+  const __m256d r = _mm256_mul_pd(p, _mm256_castsi256_pd(bits));
+  return {_mm256_and_pd(_mm256_cmp_pd(x.v, _mm256_set1_pd(-1022.0), _CMP_NLT_UQ), r)};
+}
+
+#endif
+
+}  // namespace sparse_attention::detail::simd
+
+#endif  // SPARSE_ATTENTION_SIMD_WIDTH > 0

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: Apache-2.0
+// The tile engine for CPUs with AVX-512 or AVX2: one query block's state and its tile step, with
+// the queries of the block in vector lanes everywhere.
+//
+//   Q^T  (head_dim x lanes)   packed once per work item (negated if the scale is negative)
+//   S^T  (cols x lanes)       = K_t Q^T                      raw scores
+//   P^T  (cols x lanes)       = 2^(c S^T - c m)              in place, one FMA per score with
+//                                                            c = |scale| log2(e); -inf gives 0
+//   O^T  (value_dim x lanes)  = alpha * O^T + V_t^T P^T      alpha rescale fused into the product
+//
+// lanes = block.q rounded up to the vector width; padded lanes hold zero queries, are never masked
+// and never written out. Row statistics (m, l) are lane vectors, so the softmax needs no horizontal
+// reduction.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <numbers>
+#include <type_traits>
+
+#include "sparse_attention/core/types.hpp"
+#include "sparse_attention/kernel/micro_kernel.hpp"
+#include "sparse_attention/kernel/simd.hpp"
+#include "sparse_attention/kernel/workspace.hpp"
+
+#if SPARSE_ATTENTION_SIMD_WIDTH > 0
+
+namespace sparse_attention::detail {
+
+template <class T>
+class SimdEngine {
+  using V = simd::Vec<T>;
+  static constexpr int W = V::kLanes;
+  // Lane vectors whose softmax statistics are kept in registers at once.
+  static constexpr Index kSoftmaxChunk = SPARSE_ATTENTION_SIMD_WIDTH == 64 ? 8 : 2;
+
+ public:
+  struct Dims {
+    Index block_q, block_kv, head_dim, value_dim;
+    Index lanes() const { return (block_q + W - 1) / W * W; }
+  };
+
+  // Scratch elements one engine needs.
+  static Index scratch_size(const Dims& d) {
+    ScratchCarver<T> c;
+    carve(c, d);
+    return c.used();
+  }
+
+  SimdEngine(const Dims& d, T* scratch) : dims_(d), ld_(d.lanes()) {
+    ScratchCarver<T> c(scratch);
+    const Buffers b = carve(c, d);
+    qt_ = b.qt, st_ = b.st, ot_ = b.ot, m_ = b.m, l_ = b.l, alpha_ = b.alpha;
+    key_begin_ = b.key_begin, key_end_ = b.key_end;
+  }
+
+  // Starts a query block of `rows` queries; query r's element c is q[r * row_stride + c * dim_stride].
+  void begin(const T* q, Index row_stride, Index dim_stride, Index rows, double scale) {
+    rows_ = rows;
+    // Scores stay unscaled: the scale enters once per score inside the exponent's FMA, so the only
+    // rounding it adds is that of a naive scale * (q . k). A negative scale negates Q, a zero scale
+    // zeroes it (both exact), so the exponent's factor is always positive and -inf * factor = -inf.
+    const T s = scale < 0 ? T(-1) : (scale > 0 ? T(1) : T(0));
+    abs_scale_ = scale == 0 ? T(1) : static_cast<T>(std::fabs(scale));
+    exp2_scale_ = static_cast<T>(static_cast<double>(abs_scale_) * std::numbers::log2e);
+    Index full_rows = 0, full_cols = 0;  // the part packed 16 x 16 in registers
+#if SPARSE_ATTENTION_SIMD_WIDTH == 64
+    if constexpr (std::is_same_v<T, float>) {
+      if (dim_stride == 1) {
+        full_rows = rows / 16 * 16;
+        full_cols = dims_.head_dim / 16 * 16;
+        const __m512 sign16 = _mm512_set1_ps(s);
+        __m512 t[16];
+        for (Index r0 = 0; r0 < full_rows; r0 += 16)
+          for (Index c0 = 0; c0 < full_cols; c0 += 16) {
+            simd::transpose16(q + r0 * row_stride + c0, row_stride, t);
+            for (int c = 0; c < 16; ++c) _mm512_storeu_ps(qt_ + (c0 + c) * ld_ + r0, _mm512_mul_ps(t[c], sign16));
+          }
+      }
+    }
+#endif
+    for (Index c = 0; c < dims_.head_dim; ++c) {
+      T* dst = qt_ + c * ld_;
+      for (Index r = c < full_cols ? full_rows : 0; r < rows; ++r) dst[r] = s * q[r * row_stride + c * dim_stride];
+      std::fill(dst + rows, dst + ld_, T(0));
+    }
+    std::fill(m_, m_ + ld_, -std::numeric_limits<T>::infinity());
+    std::fill(l_, l_ + ld_, T(0));
+    started_ = false;  // O^T is written, not accumulated, by the first step
+  }
+
+  // One tile of `cols` keys. k: cols rows of head_dim, v: cols rows of value_dim, both unit-stride
+  // within a row. kMasked: `mask` (see TileMask) removes the forbidden pairs of the tile.
+  template <bool kMasked, class Mask>
+  void step(const T* k, Index k_row_stride, const T* v, Index v_row_stride, Index cols, const Mask& mask) {
+    const Index vecs = ld_ / W;
+    simd::BlockProduct<T, simd::AStride::kRows, false>::run(st_, ld_, cols, vecs, k, k_row_stride, qt_, ld_,
+                                                            dims_.head_dim, nullptr);
+    if constexpr (kMasked) apply_mask(cols, mask);
+    softmax(cols, vecs);
+    if (started_) {
+      simd::BlockProduct<T, simd::AStride::kSteps, true>::run(ot_, ld_, dims_.value_dim, vecs, v, v_row_stride,
+                                                             st_, ld_, cols, alpha_);
+    } else {
+      simd::BlockProduct<T, simd::AStride::kSteps, false>::run(ot_, ld_, dims_.value_dim, vecs, v, v_row_stride,
+                                                              st_, ld_, cols, nullptr);
+      started_ = true;
+    }
+  }
+
+  // Writes O = O^T / l (row r, value c at out[r * row_stride + c * dim_stride]) and, if lse is not
+  // null, the natural-log LSE of row r at lse[r * lse_stride]. Rows with no allowed key give zeros and
+  // -inf; a NaN anywhere in a row's inputs gives NaN.
+  void finish(T* out, Index row_stride, Index dim_stride, T* lse, Index lse_stride) const {
+    Index full_rows = 0, full_cols = 0;  // the part written 16 x 16 through registers
+#if SPARSE_ATTENTION_SIMD_WIDTH == 64
+    if constexpr (std::is_same_v<T, float>) {
+      if (dim_stride == 1) {
+        full_rows = rows_ / 16 * 16;
+        full_cols = dims_.value_dim / 16 * 16;
+        __m512 t[16];
+        for (Index r0 = 0; r0 < full_rows; r0 += 16)
+          for (Index c0 = 0; c0 < full_cols; c0 += 16) {
+            simd::transpose16(ot_ + c0 * ld_ + r0, ld_, t);
+            for (int r = 0; r < 16; ++r) {
+              const T l = l_[r0 + r];
+              const __m512 row = l == T(0) ? _mm512_setzero_ps() : _mm512_mul_ps(t[r], _mm512_set1_ps(T(1) / l));
+              _mm512_storeu_ps(out + (r0 + r) * row_stride + c0, row);
+            }
+          }
+      }
+    }
+#endif
+    for (Index r = 0; r < rows_; ++r) {
+      const T l = l_[r];
+      const T inv = T(1) / l;
+      T* dst = out + r * row_stride;
+      // l == 0: no allowed key (O^T may not even have been written); the row is exactly 0.
+      for (Index c = r < full_rows ? full_cols : 0; c < dims_.value_dim; ++c)
+        dst[c * dim_stride] = l == T(0) ? T(0) : ot_[c * ld_ + r] * inv;
+      if (lse != nullptr)
+        lse[r * lse_stride] = l == T(0) ? -std::numeric_limits<T>::infinity() : m_[r] * abs_scale_ + std::log(l);
+    }
+  }
+
+ private:
+  struct Buffers {
+    T *qt, *st, *ot, *m, *l, *alpha;
+    std::int32_t *key_begin, *key_end;
+  };
+  static Buffers carve(ScratchCarver<T>& c, const Dims& d) {
+    const Index ld = d.lanes();
+    Buffers b;
+    b.qt = c.take(d.head_dim * ld);   // (head_dim, lanes)
+    b.st = c.take(d.block_kv * ld);   // (block_kv, lanes)
+    b.ot = c.take(d.value_dim * ld);  // (value_dim, lanes)
+    b.m = c.take(ld);                 // (lanes) running maximum of the raw scores
+    b.l = c.take(ld);                 // (lanes) running sum of 2^(s - m)
+    b.alpha = c.take(ld);             // (lanes) rescale of the last step
+    // (lanes) each query's allowed keys [begin, end) within a tile, for interval masks; T-sized slots
+    b.key_begin = reinterpret_cast<std::int32_t*>(c.take(ld));
+    b.key_end = reinterpret_cast<std::int32_t*>(c.take(ld));
+    return b;
+  }
+
+  // Sets the scores of forbidden pairs to -inf: per lane from the row's key interval when the policy
+  // has one, else pair by pair from its predicate. Both loops are branch-free selects the compiler
+  // vectorises; padded lanes are never masked.
+  template <class Mask>
+  void apply_mask(Index cols, const Mask& mask) {
+    constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
+    if constexpr (Mask::kHasKeyRange) {
+      for (Index r = 0; r < ld_; ++r) {
+        const Range keys = r < rows_ ? mask.keys(r) : Range{0, cols};
+        key_begin_[r] = static_cast<std::int32_t>(std::clamp<Index>(keys.begin, 0, cols));
+        key_end_[r] = static_cast<std::int32_t>(std::clamp<Index>(keys.end, 0, cols));
+      }
+      for (Index c = 0; c < cols; ++c) {
+        T* column = st_ + c * ld_;
+        const auto c32 = static_cast<std::int32_t>(c);
+        for (Index r = 0; r < ld_; ++r)
+          column[r] = (c32 >= key_begin_[r] && c32 < key_end_[r]) ? column[r] : kMinusInf;
+      }
+    } else {
+      for (Index c = 0; c < cols; ++c) {
+        T* column = st_ + c * ld_;
+        for (Index r = 0; r < rows_; ++r) column[r] = mask.allowed(r, c) ? column[r] : kMinusInf;
+      }
+    }
+  }
+
+  // S^T -> P^T in place; updates m, l and alpha, kSoftmaxChunk lane vectors at a time.
+  void softmax(Index cols, Index vecs) {
+    for (Index v0 = 0; v0 < vecs; v0 += kSoftmaxChunk) {
+      const Index nv = std::min(kSoftmaxChunk, vecs - v0);
+      if (nv == kSoftmaxChunk) {
+        softmax_chunk<kSoftmaxChunk>(cols, v0 * W);
+      } else {
+        for (Index u = 0; u < nv; ++u) softmax_chunk<1>(cols, (v0 + u) * W);
+      }
+    }
+  }
+
+  template <Index N>
+  void softmax_chunk(Index cols, Index lane0) {
+    const V c = V::set1(exp2_scale_);
+    V mx[N], neg_ref[N], sum[N];
+    for (Index u = 0; u < N; ++u) mx[u] = V::load(m_ + lane0 + u * W);
+    for (Index col = 0; col < cols; ++col)
+      for (Index u = 0; u < N; ++u) mx[u] = simd::max(mx[u], V::load(st_ + col * ld_ + lane0 + u * W));
+    for (Index u = 0; u < N; ++u) {
+      // A row with no allowed key so far has maximum -inf; 2^(s - m) would be 2^(-inf - -inf) = NaN,
+      // so such a row takes 0 as its reference and every 2^(-inf - 0) is 0.
+      neg_ref[u] = V::zero() - simd::zero_if_minus_inf(mx[u]) * c;
+      sum[u] = V::zero();
+    }
+    for (Index col = 0; col < cols; ++col) {
+      T* row = st_ + col * ld_ + lane0;
+      for (Index u = 0; u < N; ++u) {
+        const V p = simd::exp2(simd::fma(V::load(row + u * W), c, neg_ref[u]));
+        p.store(row + u * W);
+        sum[u] = sum[u] + p;
+      }
+    }
+    for (Index u = 0; u < N; ++u) {
+      // Moves the old state to the new maximum; where the old maximum was -inf, l and O are 0.
+      const V alpha = simd::exp2(simd::fma(V::load(m_ + lane0 + u * W), c, neg_ref[u]));
+      alpha.store(alpha_ + lane0 + u * W);
+      (alpha * V::load(l_ + lane0 + u * W) + sum[u]).store(l_ + lane0 + u * W);
+      mx[u].store(m_ + lane0 + u * W);
+    }
+  }
+
+  Dims dims_;
+  Index ld_;
+  Index rows_ = 0;
+  T abs_scale_ = 0, exp2_scale_ = 0;  // |scale| and |scale| * log2(e)
+  bool started_ = false;
+  T *qt_ = nullptr, *st_ = nullptr, *ot_ = nullptr, *m_ = nullptr, *l_ = nullptr, *alpha_ = nullptr;
+  std::int32_t *key_begin_ = nullptr, *key_end_ = nullptr;
+};
+
+}  // namespace sparse_attention::detail
+
+#endif  // SPARSE_ATTENTION_SIMD_WIDTH > 0
