@@ -128,12 +128,22 @@ TEST(Attention, AcceptsNonUnitInnerStrides) {
   EXPECT_EQ(0.0f, (out_col - out_row).cwiseAbs().maxCoeff());
 }
 
-// The portable build (SPARSE_ATTENTION_PORTABLE_KERNEL) really runs the Eigen engine.
+constexpr int defined_simd_width() {
+#if defined(__AVX512F__)
+  return 64;
+#else
+  return 32;
+#endif
+}
+
+// The portable build (SPARSE_ATTENTION_PORTABLE_KERNEL) really runs the Eigen engine; the others the
+// vector width the compiler targets.
 TEST(Attention, UsesTheExpectedTileEngine) {
 #if defined(SPARSE_ATTENTION_PORTABLE_KERNEL)
   EXPECT_TRUE((std::is_same_v<sa::detail::TileEngine<float>, sa::detail::EigenEngine<float>>));
 #elif defined(__AVX2__) && defined(__FMA__)
   EXPECT_TRUE((std::is_same_v<sa::detail::TileEngine<float>, sa::detail::SimdEngine<float>>));
+  EXPECT_EQ(defined_simd_width(), SPARSE_ATTENTION_SIMD_WIDTH);
 #endif
 }
 
