@@ -13,10 +13,18 @@
 #include "sparse_attention/core/tensor_view.hpp"
 #include "sparse_attention/core/types.hpp"
 
+#include "sparse_attention/masks/bigbird.hpp"
+#include "sparse_attention/masks/block_mask.hpp"
 #include "sparse_attention/masks/causal.hpp"
+#include "sparse_attention/masks/combinators.hpp"
 #include "sparse_attention/masks/dense.hpp"
+#include "sparse_attention/masks/fixed.hpp"
 #include "sparse_attention/masks/local_window.hpp"
+#include "sparse_attention/masks/longformer.hpp"
+#include "sparse_attention/masks/segments.hpp"
+#include "sparse_attention/masks/strided.hpp"
 
 #include "sparse_attention/kernel/blocked_attention.hpp"
+#include "sparse_attention/kernel/longformer_global.hpp"
 
 #include "sparse_attention/reference/dense_attention.hpp"

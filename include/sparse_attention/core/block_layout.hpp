@@ -43,6 +43,7 @@ class BlockLayout {
     BlockLayout layout;
     layout.grid_ = BlockGrid(extent, block);
     layout.num_heads_ = num_heads;
+    detail::check_policy(policy, extent, num_heads);
     detail::require(layout.grid_.kv_blocks() <= std::numeric_limits<std::int32_t>::max(),
                     "BlockLayout::build", "block.kv", block.kv,
                     "a key block size giving at most 2^31 - 1 key blocks");
@@ -113,6 +114,11 @@ class BlockLayout {
     return computed_pairs_ > 0
                ? static_cast<double>(allowed_pairs_) / static_cast<double>(computed_pairs_)
                : 1.0;
+  }
+  // Bytes the layout holds: O(query blocks + non-empty tiles), never O(q_blocks x kv_blocks).
+  std::size_t memory_bytes() const {
+    return sizeof(*this) + row_begin_.capacity() * sizeof(Index) + full_begin_.capacity() * sizeof(Index) +
+           blocks_.capacity() * sizeof(std::int32_t);
   }
   // Computed pairs of one row: the cost of one kernel work item.
   Index row_pairs(Index h, Index qb) const {

@@ -18,14 +18,23 @@
 //     Index count_allowed(g, qb, kb, h) const
 //                                     exact allowed pairs in a partial tile, faster than the
 //                                     element-by-element count the library falls back on
+//     std::uint64_t key_mask(const Extent& x, Index i, Index h, Index j0) const
+//                                     bit t set iff allowed(x, i, j0 + t, h), for t < 64 (bits for
+//                                     keys >= seq_k are ignored). Partial tiles are then masked a
+//                                     row of 64 keys at a time instead of one predicate call per
+//                                     pair; Union and Intersection combine masks with OR and AND.
 //     Range key_range(const Extent& x, Index i, Index h) const
-//                                     for policies whose every row is one interval of keys: the
-//                                     keys [begin, end) query i attends to, exactly the j with
-//                                     allowed(x, i, j, h). Partial tiles are then masked with
-//                                     vector compares instead of one predicate call per pair.
+//                                     the simpler form for policies whose every row is one interval
+//                                     of keys: exactly the j in [begin, end) are allowed.
+//     void check(const Extent& x, Index num_heads) const
+//                                     throws std::invalid_argument if the policy cannot serve these
+//                                     lengths or heads (a global token beyond seq_k, a table of
+//                                     the wrong shape); every entry point calls it first.
 #pragma once
 
+#include <algorithm>
 #include <concepts>
+#include <cstdint>
 #include <utility>
 
 #include "sparse_attention/core/types.hpp"
@@ -60,6 +69,41 @@ template <class P>
 concept MaskPolicy = std::copy_constructible<P> && HasElementPredicate<P> &&
                      HasBlockClassification<P> && HasBlockEnumeration<P>;
 
+// Optional faster masking forms (see the top of this file).
+template <class P>
+concept HasKeyRange = requires(const P& p, const Extent& x, Index i) {
+  { p.key_range(x, i, i) } -> std::same_as<Range>;
+};
+
+template <class P>
+concept HasKeyMask = requires(const P& p, const Extent& x, Index i) {
+  { p.key_mask(x, i, i, i) } -> std::same_as<std::uint64_t>;
+};
+
+// Bits t of [j0, j0 + 64) that fall in `keys`: the building block of a policy's key_mask.
+constexpr std::uint64_t interval_bits(Range keys, Index j0) {
+  const Index begin = std::max(keys.begin, j0) - j0, end = std::min(keys.end, j0 + 64) - j0;
+  if (end <= begin) return 0;
+  const std::uint64_t upto_end = end >= 64 ? ~std::uint64_t{0} : (std::uint64_t{1} << end) - 1;
+  return upto_end & ~((std::uint64_t{1} << begin) - 1);
+}
+
+// Row i's allowed keys among [j0, j0 + 64) as bits, through the fastest form the policy offers.
+template <class P>
+std::uint64_t key_bits(const P& policy, const Extent& x, Index i, Index h, Index j0) {
+  if constexpr (HasKeyMask<P>) {
+    return policy.key_mask(x, i, h, j0);
+  } else if constexpr (HasKeyRange<P>) {
+    return interval_bits(policy.key_range(x, i, h), j0);
+  } else {
+    std::uint64_t bits = 0;
+    const Index n = std::min<Index>(64, x.seq_k - j0);
+    for (Index t = 0; t < n; ++t)
+      if (policy.allowed(x, i, j0 + t, h)) bits |= std::uint64_t{1} << t;
+    return bits;
+  }
+}
+
 namespace detail {
 
 // Names the missing piece when a type that is not a MaskPolicy reaches an entry point.
@@ -78,10 +122,11 @@ constexpr void assert_mask_policy() {
   static_assert(std::copy_constructible<P>, "sparse_attention: a policy must be copy-constructible");
 }
 
+// Calls the policy's own check of an extent, if it has one.
 template <class P>
-concept HasKeyRange = requires(const P& p, const Extent& x, Index i) {
-  { p.key_range(x, i, i) } -> std::same_as<Range>;
-};
+void check_policy(const P& policy, const Extent& x, Index num_heads) {
+  if constexpr (requires { policy.check(x, num_heads); }) policy.check(x, num_heads);
+}
 
 template <class P>
 bool head_dependent(const P& policy) {

@@ -37,14 +37,14 @@ class StridedView {
       : data_(data), extents_(extents), strides_(strides) {
     Index max_offset = 0;
     for (std::size_t d = 0; d < Rank; ++d) {
-      detail::require(extents[d] >= 0, "StridedView", dim_name("extent", d), extents[d], ">= 0");
-      detail::require(strides[d] >= 0, "StridedView", dim_name("stride", d), strides[d], ">= 0");
+      if (extents[d] < 0) detail::throw_invalid_argument("StridedView", dim_name("extent", d), extents[d], ">= 0");
+      if (strides[d] < 0) detail::throw_invalid_argument("StridedView", dim_name("stride", d), strides[d], ">= 0");
       if (extents[d] > 0) {
         Index term = 0;
-        const bool overflow = __builtin_mul_overflow(extents[d] - 1, strides[d], &term) ||
-                              __builtin_add_overflow(max_offset, term, &max_offset);
-        detail::require(!overflow, "StridedView", dim_name("stride", d), strides[d],
-                        "strides whose largest element offset fits in 64 bits");
+        if (__builtin_mul_overflow(extents[d] - 1, strides[d], &term) ||
+            __builtin_add_overflow(max_offset, term, &max_offset))
+          detail::throw_invalid_argument("StridedView", dim_name("stride", d), strides[d],
+                                         "strides whose largest element offset fits in 64 bits");
       }
     }
   }

@@ -63,8 +63,10 @@ struct Range {
 
 namespace detail {
 constexpr Index ceil_div(Index a, Index b) { return (a + b - 1) / b; }
-// Floor division that is correct for negative numerators (positions are negative when seq_q > seq_k).
+// Floor and ceiling division that are correct for negative numerators (positions are negative when
+// seq_q > seq_k); b > 0.
 constexpr Index floor_div(Index a, Index b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+constexpr Index ceil_div_signed(Index a, Index b) { return -floor_div(-a, b); }
 }  // namespace detail
 
 // The tiling of an Extent by a BlockSize. Tail blocks (when a length is not a multiple of the block)

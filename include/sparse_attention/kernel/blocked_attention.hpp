@@ -36,19 +36,13 @@ namespace detail {
 // The policy seen from one tile: rows and columns relative to the tile's first query and key.
 template <class Policy>
 struct TileMask {
-  static constexpr bool kHasKeyRange = HasKeyRange<Policy>;
   const Policy& policy;
   Extent extent;
   Index row0, col0, head;
 
   bool allowed(Index r, Index c) const { return policy.allowed(extent, row0 + r, col0 + c, head); }
-  // Keys of row r relative to the tile (may extend beyond it).
-  Range keys(Index r) const
-    requires kHasKeyRange
-  {
-    const Range k = policy.key_range(extent, row0 + r, head);
-    return {k.begin - col0, k.end - col0};
-  }
+  // Row r's allowed keys among tile columns [c0, c0 + 64), as bits.
+  std::uint64_t bits(Index r, Index c0) const { return key_bits(policy, extent, row0 + r, head, col0 + c0); }
 };
 
 #if SPARSE_ATTENTION_SIMD_WIDTH > 0
@@ -205,6 +199,7 @@ void attention(TensorView<const std::type_identity_t<T>> q, TensorView<const std
   detail::require(options.num_threads >= 0, "attention", "num_threads", options.num_threads,
                   ">= 0 (0 = OpenMP's default)");
   detail::check_layout("attention", layout, p, detail::head_dependent(policy));
+  detail::check_policy(policy, p.extent(), p.q_heads);
   if (p.batch == 0 || p.seq_q == 0) return;
   detail::BlockedAttention<T, Policy>(p, policy, layout, q, k, v, out, options.lse)
       .run(options.num_threads);

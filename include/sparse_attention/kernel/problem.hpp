@@ -100,30 +100,37 @@ Problem check_problem(std::string_view where, const TensorView<TQ>& q, const Ten
   require(p.value_dim >= 1, where, "value_dim (v.extent(3))", p.value_dim, ">= 1");
   require(p.seq_q <= kMaxSequenceLength, where, "seq_q (q.extent(2))", p.seq_q, "<= 2^40");
   require(p.seq_k <= kMaxSequenceLength, where, "seq_k (k.extent(2))", p.seq_k, "<= 2^40");
-  require(p.q_heads % p.kv_heads == 0, where, "q heads / k heads",
-          std::to_string(p.q_heads) + " / " + std::to_string(p.kv_heads),
-          "a whole number (q heads a multiple of KV heads: GQA / MQA)");
+  if (p.q_heads % p.kv_heads != 0)
+    throw_invalid_argument(where, "q heads / k heads", std::to_string(p.q_heads) + " / " + std::to_string(p.kv_heads),
+                           "a whole number (q heads a multiple of KV heads: GQA / MQA)");
 
   const std::array<Index, 4> k_shape{p.batch, p.kv_heads, p.seq_k, p.head_dim};
   const std::array<Index, 4> v_shape{p.batch, p.kv_heads, p.seq_k, p.value_dim};
   const std::array<Index, 4> out_shape{p.batch, p.q_heads, p.seq_q, p.value_dim};
-  const std::string q_text = " (from q " + format_list(q.extents()) + ")";
-  require(k.extents() == k_shape, where, "k shape", format_list(k.extents()),
-          format_list(k_shape) + " = [batch, kv_heads, seq_k, head_dim]" + q_text);
-  require(v.extents() == v_shape, where, "v shape", format_list(v.extents()),
-          format_list(v_shape) + " = [batch, kv_heads, seq_k, value_dim] (from q and k)");
-  require(out.extents() == out_shape, where, "out shape", format_list(out.extents()),
-          format_list(out_shape) + " = [batch, q_heads, seq_q, value_dim] (from q and v)");
-  require(elements_disjoint(out), where, "out strides", format_list(out.strides()),
-          "strides under which no two output elements share memory");
+  // Messages are built only on failure: this runs on every call, decode steps included.
+  if (k.extents() != k_shape)
+    throw_invalid_argument(where, "k shape", format_list(k.extents()),
+                           format_list(k_shape) + " = [batch, kv_heads, seq_k, head_dim] (from q " +
+                               format_list(q.extents()) + ")");
+  if (v.extents() != v_shape)
+    throw_invalid_argument(where, "v shape", format_list(v.extents()),
+                           format_list(v_shape) + " = [batch, kv_heads, seq_k, value_dim] (from q and k)");
+  if (out.extents() != out_shape)
+    throw_invalid_argument(where, "out shape", format_list(out.extents()),
+                           format_list(out_shape) + " = [batch, q_heads, seq_q, value_dim] (from q and v)");
+  if (!elements_disjoint(out))
+    throw_invalid_argument(where, "out strides", format_list(out.strides()),
+                           "strides under which no two output elements share memory");
 
   if (lse.data() != nullptr || !lse.empty()) {
     check_data(where, "lse", lse);
     const std::array<Index, 3> lse_shape{p.batch, p.q_heads, p.seq_q};
-    require(lse.extents() == lse_shape, where, "lse shape", format_list(lse.extents()),
-            format_list(lse_shape) + " = [batch, q_heads, seq_q]");
-    require(elements_disjoint(lse), where, "lse strides", format_list(lse.strides()),
-            "strides under which no two LSE elements share memory");
+    if (lse.extents() != lse_shape)
+      throw_invalid_argument(where, "lse shape", format_list(lse.extents()),
+                             format_list(lse_shape) + " = [batch, q_heads, seq_q]");
+    if (!elements_disjoint(lse))
+      throw_invalid_argument(where, "lse strides", format_list(lse.strides()),
+                             "strides under which no two LSE elements share memory");
   }
 
   p.scale = scale.value_or(1.0 / std::sqrt(static_cast<double>(p.head_dim)));
@@ -134,18 +141,18 @@ Problem check_problem(std::string_view where, const TensorView<TQ>& q, const Ten
 inline void check_layout(std::string_view where, const BlockLayout& layout, const Problem& p,
                          bool policy_head_dependent) {
   const Extent e = layout.extent();
-  require(e == p.extent(), where, "layout extent",
-          "{seq_q " + std::to_string(e.seq_q) + ", seq_k " + std::to_string(e.seq_k) + "}",
-          "the call's {seq_q " + std::to_string(p.seq_q) + ", seq_k " + std::to_string(p.seq_k) +
-              "}: build the layout for these lengths");
-  if (layout.per_head()) {
-    require(layout.num_heads() == p.q_heads, where, "layout num_heads", layout.num_heads(),
-            "the call's q heads " + std::to_string(p.q_heads) + " (the layout is per head)");
-  } else if (policy_head_dependent) {
-    require(p.q_heads == 1, where, "layout", "broadcast (one set of rows for every head)",
-            "a per-head layout: the policy differs between heads; build it with num_heads = " +
-                std::to_string(p.q_heads));
-  }
+  if (e != p.extent())
+    throw_invalid_argument(where, "layout extent",
+                           "{seq_q " + std::to_string(e.seq_q) + ", seq_k " + std::to_string(e.seq_k) + "}",
+                           "the call's {seq_q " + std::to_string(p.seq_q) + ", seq_k " + std::to_string(p.seq_k) +
+                               "}: build the layout for these lengths");
+  if (layout.per_head() && layout.num_heads() != p.q_heads)
+    throw_invalid_argument(where, "layout num_heads", layout.num_heads(),
+                           "the call's q heads " + std::to_string(p.q_heads) + " (the layout is per head)");
+  if (!layout.per_head() && policy_head_dependent && p.q_heads != 1)
+    throw_invalid_argument(where, "layout", "broadcast (one set of rows for every head)",
+                           "a per-head layout: the policy differs between heads; build it with num_heads = " +
+                               std::to_string(p.q_heads));
 }
 
 }  // namespace detail

@@ -53,7 +53,7 @@ class SimdEngine {
     ScratchCarver<T> c(scratch);
     const Buffers b = carve(c, d);
     qt_ = b.qt, st_ = b.st, ot_ = b.ot, m_ = b.m, l_ = b.l, alpha_ = b.alpha;
-    key_begin_ = b.key_begin, key_end_ = b.key_end;
+    row_bits_ = b.row_bits;
   }
 
   // Starts a query block of `rows` queries; query r's element c is q[r * row_stride + c * dim_stride].
@@ -148,7 +148,7 @@ class SimdEngine {
  private:
   struct Buffers {
     T *qt, *st, *ot, *m, *l, *alpha;
-    std::int32_t *key_begin, *key_end;
+    std::uint64_t* row_bits;
   };
   static Buffers carve(ScratchCarver<T>& c, const Dims& d) {
     const Index ld = d.lanes();
@@ -159,34 +159,24 @@ class SimdEngine {
     b.m = c.take(ld);                 // (lanes) running maximum of the raw scores
     b.l = c.take(ld);                 // (lanes) running sum of 2^(s - m)
     b.alpha = c.take(ld);             // (lanes) rescale of the last step
-    // (lanes) each query's allowed keys [begin, end) within a tile, for interval masks; T-sized slots
-    b.key_begin = reinterpret_cast<std::int32_t*>(c.take(ld));
-    b.key_end = reinterpret_cast<std::int32_t*>(c.take(ld));
+    // (lanes) each query's allowed keys among 64 of the tile, as bits
+    b.row_bits = reinterpret_cast<std::uint64_t*>(c.take(ld * static_cast<Index>(sizeof(std::uint64_t) / sizeof(T) + 1)));
     return b;
   }
 
-  // Sets the scores of forbidden pairs to -inf: per lane from the row's key interval when the policy
-  // has one, else pair by pair from its predicate. Both loops are branch-free selects the compiler
-  // vectorises; padded lanes are never masked.
+  // Sets the scores of forbidden pairs to -inf, 64 keys at a time: each query row's allowed keys come
+  // as bits (from the policy's key_mask or key_range, else its predicate) and a branch-free select the
+  // compiler vectorises applies them. Padded lanes are never masked.
   template <class Mask>
   void apply_mask(Index cols, const Mask& mask) {
     constexpr T kMinusInf = -std::numeric_limits<T>::infinity();
-    if constexpr (Mask::kHasKeyRange) {
-      for (Index r = 0; r < ld_; ++r) {
-        const Range keys = r < rows_ ? mask.keys(r) : Range{0, cols};
-        key_begin_[r] = static_cast<std::int32_t>(std::clamp<Index>(keys.begin, 0, cols));
-        key_end_[r] = static_cast<std::int32_t>(std::clamp<Index>(keys.end, 0, cols));
-      }
-      for (Index c = 0; c < cols; ++c) {
+    for (Index c0 = 0; c0 < cols; c0 += 64) {
+      for (Index r = 0; r < ld_; ++r) row_bits_[r] = r < rows_ ? mask.bits(r, c0) : ~std::uint64_t{0};
+      const Index c_end = std::min(cols, c0 + 64);
+      for (Index c = c0; c < c_end; ++c) {
         T* column = st_ + c * ld_;
-        const auto c32 = static_cast<std::int32_t>(c);
-        for (Index r = 0; r < ld_; ++r)
-          column[r] = (c32 >= key_begin_[r] && c32 < key_end_[r]) ? column[r] : kMinusInf;
-      }
-    } else {
-      for (Index c = 0; c < cols; ++c) {
-        T* column = st_ + c * ld_;
-        for (Index r = 0; r < rows_; ++r) column[r] = mask.allowed(r, c) ? column[r] : kMinusInf;
+        const auto shift = static_cast<unsigned>(c - c0);
+        for (Index r = 0; r < ld_; ++r) column[r] = ((row_bits_[r] >> shift) & 1u) ? column[r] : kMinusInf;
       }
     }
   }
@@ -239,7 +229,7 @@ class SimdEngine {
   T abs_scale_ = 0, exp2_scale_ = 0;  // |scale| and |scale| * log2(e)
   bool started_ = false;
   T *qt_ = nullptr, *st_ = nullptr, *ot_ = nullptr, *m_ = nullptr, *l_ = nullptr, *alpha_ = nullptr;
-  std::int32_t *key_begin_ = nullptr, *key_end_ = nullptr;
+  std::uint64_t* row_bits_ = nullptr;
 };
 
 }  // namespace sparse_attention::detail

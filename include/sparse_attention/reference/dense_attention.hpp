@@ -25,6 +25,7 @@ void dense_attention(TensorView<TQ> q, TensorView<TK> k, TensorView<TV> v, Tenso
   detail::assert_mask_policy<Policy>();
   const detail::Problem p =
       detail::check_problem("reference::dense_attention", q, k, v, out, options.lse, options.scale);
+  detail::check_policy(policy, p.extent(), p.q_heads);
   using Matrix = Eigen::Matrix<Acc, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   constexpr Acc kMinusInf = -std::numeric_limits<Acc>::infinity();
   const Extent x = p.extent();
