@@ -25,6 +25,13 @@
 #include "sparse_attention/masks/strided.hpp"
 
 #include "sparse_attention/kernel/blocked_attention.hpp"
+#include "sparse_attention/kernel/gather_attention.hpp"
 #include "sparse_attention/kernel/longformer_global.hpp"
 
+#include "sparse_attention/dynamic/block_top_k.hpp"
+#include "sparse_attention/dynamic/indexer_training.hpp"
+#include "sparse_attention/dynamic/lightning_indexer.hpp"
+#include "sparse_attention/dynamic/token_top_k.hpp"
+
 #include "sparse_attention/reference/dense_attention.hpp"
+#include "sparse_attention/reference/lightning_indexer.hpp"

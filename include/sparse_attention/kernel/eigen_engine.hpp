@@ -12,6 +12,7 @@
 
 #include "sparse_attention/core/types.hpp"
 #include "sparse_attention/kernel/online_softmax.hpp"
+#include "sparse_attention/kernel/rows.hpp"
 #include "sparse_attention/kernel/workspace.hpp"
 
 namespace sparse_attention::detail {
@@ -71,6 +72,16 @@ class EigenEngine {
     acc.noalias() += scores * v_tile;
   }
 
+  // The same with K and V rows found through accessors: the rows are copied into contiguous tiles.
+  template <bool kMasked, class KRows, class VRows, class Mask>
+  void step(KRows k, VRows v, Index cols, const Mask& mask) {
+    for (Index r = 0; r < cols; ++r) {
+      std::copy(k.row(r), k.row(r) + dims_.head_dim, b_.k + r * dims_.head_dim);
+      std::copy(v.row(r), v.row(r) + dims_.value_dim, b_.v + r * dims_.value_dim);
+    }
+    step<kMasked>(b_.k, dims_.head_dim, b_.v, dims_.value_dim, cols, mask);
+  }
+
   void finish(T* out, Index row_stride, Index dim_stride, T* lse, Index lse_stride) const {
     const Tile acc(b_.acc, rows_, dims_.value_dim);
     for (Index r = 0; r < rows_; ++r) {
@@ -85,13 +96,15 @@ class EigenEngine {
 
  private:
   struct Buffers {
-    T *q, *scores, *acc, *stats[6];
+    T *q, *scores, *acc, *k, *v, *stats[6];
   };
   static Buffers carve(ScratchCarver<T>& c, const Dims& d) {
     Buffers b;
     b.q = c.take(d.block_q * d.head_dim);        // (block_q, head_dim)   row-major
     b.scores = c.take(d.block_q * d.block_kv);   // (block_q, block_kv)   column-major
     b.acc = c.take(d.block_q * d.value_dim);     // (block_q, value_dim)  column-major
+    b.k = c.take(d.block_kv * d.head_dim);       // (block_kv, head_dim)  gathered K rows
+    b.v = c.take(d.block_kv * d.value_dim);      // (block_kv, value_dim) gathered V rows
     for (T*& s : b.stats) s = c.take(d.block_q);  // (block_q) each: online softmax state
     return b;
   }

@@ -4,11 +4,12 @@
 //
 //   C[r][lanes] (+)= sum_k A(r, k) * B[k][lanes]      r < R rows, NV vectors of lanes
 //
-//   scores:      S^T[j][i]  = sum_c K[j][c]   * Q^T[c][i]   A(r, k) = K[r][k]   (rows of A strided)
-//   accumulate:  O^T[c][i] += sum_j V[j][c]   * P^T[j][i]   A(r, k) = V[k][r]   (steps of A strided)
+//   scores:      S^T[j][i]  = sum_c K[j][c]   * Q^T[c][i]   A(r, k) = row(r)[k]          (AStride::kRows)
+//   accumulate:  O^T[c][i] += sum_j V[j][c]   * P^T[j][i]   A(r, k) = row(k)[col0 + r]   (AStride::kSteps)
 //
-// K and V are read straight from the caller's memory (no per-tile packing); R x NV accumulators stay
-// in registers for the whole reduction.
+// K and V are read in place from the caller's memory, through strided rows or, for a gathered
+// selection of keys, a table of row pointers; R x NV accumulators stay in registers for the whole
+// reduction.
 #pragma once
 
 #include <algorithm>
@@ -16,28 +17,32 @@
 #include <utility>
 
 #include "sparse_attention/core/types.hpp"
+#include "sparse_attention/kernel/rows.hpp"
 #include "sparse_attention/kernel/simd.hpp"
 
 #if SPARSE_ATTENTION_SIMD_WIDTH > 0
 
 namespace sparse_attention::detail::simd {
 
-// Register blocking: R rows x NV vectors of accumulators (AVX-512: 6 x 4 = 24 of 32 registers;
-// AVX2: 6 x 2 = 12 of 16).
-inline constexpr int kBlockRows = 6;
+// Register blocking: NV vectors of lanes by R rows, R as tall as registers allow (AVX-512 has 32
+// vector registers: 12 x 1, 8 x 2, 6 x 3 and 6 x 4 accumulators; AVX2 has 16: 8 x 1 and 6 x 2).
 inline constexpr int kBlockVecs = SPARSE_ATTENTION_SIMD_WIDTH == 64 ? 4 : 2;
+constexpr int rows_for(int vecs) {
+  if constexpr (SPARSE_ATTENTION_SIMD_WIDTH == 64) return vecs == 1 ? 12 : vecs == 2 ? 8 : 6;
+  return vecs == 1 ? 8 : 6;
+}
+inline constexpr int kMaxBlockRows = rows_for(1);
 
 enum class AStride {
-  kRows,   // A(r, k) = a[r * a_stride + k]   (K rows: consecutive k contiguous)
-  kSteps,  // A(r, k) = a[r + k * a_stride]   (V rows: consecutive r contiguous)
+  kRows,   // A(r, k) = row(r)[k]          (K rows: consecutive k contiguous)
+  kSteps,  // A(r, k) = row(k)[col0 + r]   (V rows: consecutive r contiguous)
 };
 
 // kScaleC: C is loaded, multiplied lane-wise by `scale` (the online-softmax rescale) and accumulated
 // into; otherwise C is overwritten.
-template <class T, int R, int NV, AStride kStride, bool kScaleC>
-void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, const T* SPARSE_ATTENTION_RESTRICT a,
-                  Index a_stride, const T* SPARSE_ATTENTION_RESTRICT b, Index ldb, Index depth,
-                  const T* SPARSE_ATTENTION_RESTRICT scale) {
+template <class T, int R, int NV, AStride kStride, bool kScaleC, class Rows>
+void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, Rows a, Index col0, const T* SPARSE_ATTENTION_RESTRICT b,
+                  Index ldb, Index depth, const T* SPARSE_ATTENTION_RESTRICT scale) {
   using V = Vec<T>;
   constexpr int W = V::kLanes;
   V acc[R][NV];
@@ -45,12 +50,12 @@ void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, const T* SPARSE_ATT
     V s[NV];
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) s[v] = V::load(scale + v * W);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = V::load(c + r * ldc + v * W) * s[v];
   } else {
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) acc[r][v] = V::zero();
@@ -58,14 +63,14 @@ void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, const T* SPARSE_ATT
 
   if constexpr (kStride == AStride::kRows) {
     const T* rows[R];
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) rows[r] = a + r * a_stride;
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) rows[r] = a.row(r);
 #pragma GCC unroll 2
     for (Index k = 0; k < depth; ++k) {
       V bk[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) bk[v] = V::load(b + k * ldb + v * W);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const V ar = V::set1(rows[r][k]);
 #pragma GCC unroll 8
@@ -75,11 +80,16 @@ void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, const T* SPARSE_ATT
   } else {
 #pragma GCC unroll 2
     for (Index k = 0; k < depth; ++k) {
-      const T* ak = a + k * a_stride;
+      // Opaque to the optimiser: otherwise it hoists the R offsets (col0 + r) into registers (spilling
+      // them) instead of adding col0 once and addressing the R elements by displacement.
+      const T* ak = a.row(k) + col0;
+#if defined(__GNUC__)
+      asm("" : "+r"(ak));
+#endif
       V bk[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) bk[v] = V::load(b + k * ldb + v * W);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const V ar = V::set1(ak[r]);
 #pragma GCC unroll 8
@@ -88,45 +98,46 @@ void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, const T* SPARSE_ATT
     }
   }
 
-#pragma GCC unroll 8
+#pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 8
     for (int v = 0; v < NV; ++v) acc[r][v].store(c + r * ldc + v * W);
 }
 
 // C (rows x vecs vectors) (+)= A (rows x depth) * B (depth x vecs vectors), tiled by the register block.
-template <class T, AStride kStride, bool kScaleC>
+template <class T, AStride kStride, bool kScaleC, class Rows = detail::StridedRows<T>>
 class BlockProduct {
-  using Kernel = void (*)(T*, Index, const T*, Index, const T*, Index, Index, const T*);
+  using Kernel = void (*)(T*, Index, Rows, Index, const T*, Index, Index, const T*);
+  using Table = std::array<std::array<Kernel, kMaxBlockRows>, kBlockVecs>;
 
-  template <int R, int NV>
-  static constexpr Kernel kernel() {
-    return &micro_kernel<T, R, NV, kStride, kScaleC>;
+  template <int NV, int... R>
+  static constexpr void fill_rows(Table& t, std::integer_sequence<int, R...>) {
+    ((t[NV - 1][R] = &micro_kernel<T, R + 1, NV, kStride, kScaleC, Rows>), ...);
   }
-  template <int R, int... NV>
-  static constexpr auto row_table(std::integer_sequence<int, NV...>) {
-    return std::array<Kernel, sizeof...(NV)>{kernel<R, NV + 1>()...};
+  template <int... NV>
+  static constexpr Table make_table(std::integer_sequence<int, NV...>) {
+    Table t{};
+    (fill_rows<NV + 1>(t, std::make_integer_sequence<int, rows_for(NV + 1)>{}), ...);
+    return t;
   }
-  template <int... R>
-  static constexpr auto table(std::integer_sequence<int, R...>) {
-    return std::array<std::array<Kernel, kBlockVecs>, sizeof...(R)>{
-        row_table<R + 1>(std::make_integer_sequence<int, kBlockVecs>{})...};
-  }
-  static constexpr auto kTable = table(std::make_integer_sequence<int, kBlockRows>{});
+  static constexpr Table kTable = make_table(std::make_integer_sequence<int, kBlockVecs>{});
 
  public:
-  // rows: rows of C; vecs: vectors of lanes per row of C; a_stride as in AStride.
-  static void run(T* c, Index ldc, Index rows, Index vecs, const T* a, Index a_stride, const T* b,
-                  Index ldb, Index depth, const T* scale) {
+  // rows: rows of C; vecs: vectors of lanes per row of C; a: A's rows (see AStride).
+  static void run(T* c, Index ldc, Index rows, Index vecs, Rows a, const T* b, Index ldb, Index depth,
+                  const T* scale) {
     constexpr int W = Vec<T>::kLanes;
     for (Index v0 = 0; v0 < vecs; v0 += kBlockVecs) {
       const Index nv = std::min<Index>(kBlockVecs, vecs - v0);
-      for (Index r0 = 0; r0 < rows; r0 += kBlockRows) {
-        const Index nr = std::min<Index>(kBlockRows, rows - r0);
-        const T* a0 = kStride == AStride::kRows ? a + r0 * a_stride : a + r0;
-        kTable[static_cast<std::size_t>(nr - 1)][static_cast<std::size_t>(nv - 1)](
-            c + r0 * ldc + v0 * W, ldc, a0, a_stride, b + v0 * W, ldb, depth,
-            kScaleC ? scale + v0 * W : nullptr);
+      const Index block_rows = rows_for(static_cast<int>(nv));
+      for (Index r0 = 0; r0 < rows; r0 += block_rows) {
+        const Index nr = std::min(block_rows, rows - r0);
+        const Kernel kernel = kTable[static_cast<std::size_t>(nv - 1)][static_cast<std::size_t>(nr - 1)];
+        if constexpr (kStride == AStride::kRows) {
+          kernel(c + r0 * ldc + v0 * W, ldc, a.from(r0), 0, b + v0 * W, ldb, depth, kScaleC ? scale + v0 * W : nullptr);
+        } else {
+          kernel(c + r0 * ldc + v0 * W, ldc, a, r0, b + v0 * W, ldb, depth, kScaleC ? scale + v0 * W : nullptr);
+        }
       }
     }
   }

@@ -67,6 +67,27 @@ SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> operator*(Vec<double> a, Vec<double> 
 // max(a, b) returns b when either is NaN (the x86 rule); callers put the running value in a.
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> max(Vec<float> a, Vec<float> b) { return {_mm512_max_ps(a.v, b.v)}; }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> max(Vec<double> a, Vec<double> b) { return {_mm512_max_pd(a.v, b.v)}; }
+// Bit l set iff lane l of a is greater than lane l of b (false for NaN).
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_bits(Vec<float> a, Vec<float> b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_bits(Vec<double> a, Vec<double> b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ); }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> max0(Vec<float> x) { return {_mm512_max_ps(x.v, _mm512_setzero_ps())}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> max0(Vec<double> x) { return {_mm512_max_pd(x.v, _mm512_setzero_pd())}; }
+// Stores the lanes of x whose bit is set in `bits`, packed, at out; with keys first + lane at keys.
+// Returns how many.
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<float> x, unsigned bits, std::int32_t first, float* out,
+                                                       std::int32_t* keys) {
+  const __mmask16 m = static_cast<__mmask16>(bits);
+  _mm512_mask_compressstoreu_ps(out, m, x.v);
+  _mm512_mask_compressstoreu_epi32(keys, m, _mm512_add_epi32(_mm512_set1_epi32(first), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)));
+  return static_cast<unsigned>(__builtin_popcount(bits));
+}
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<double> x, unsigned bits, std::int32_t first, double* out,
+                                                       std::int32_t* keys) {
+  const __mmask8 m = static_cast<__mmask8>(bits);
+  _mm512_mask_compressstoreu_pd(out, m, x.v);
+  _mm256_mask_compressstoreu_epi32(keys, m, _mm256_add_epi32(_mm256_set1_epi32(first), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+  return static_cast<unsigned>(__builtin_popcount(bits));
+}
 // x where x > -inf, else 0.
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> zero_if_minus_inf(Vec<float> x) {
   return {_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(-__builtin_inff()), _CMP_NEQ_UQ), x.v)};
@@ -150,6 +171,28 @@ SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> operator*(Vec<float> a, Vec<float> b) 
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> operator*(Vec<double> a, Vec<double> b) { return {_mm256_mul_pd(a.v, b.v)}; }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> max(Vec<float> a, Vec<float> b) { return {_mm256_max_ps(a.v, b.v)}; }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> max(Vec<double> a, Vec<double> b) { return {_mm256_max_pd(a.v, b.v)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_bits(Vec<float> a, Vec<float> b) {
+  return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)));
+}
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_bits(Vec<double> a, Vec<double> b) {
+  return static_cast<unsigned>(_mm256_movemask_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GT_OQ)));
+}
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> max0(Vec<float> x) { return {_mm256_max_ps(x.v, _mm256_setzero_ps())}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> max0(Vec<double> x) { return {_mm256_max_pd(x.v, _mm256_setzero_pd())}; }
+// Stores the lanes of x whose bit is set in `bits`, packed (AVX2 has no compress: lane by lane).
+template <class T>
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<T> x, unsigned bits, std::int32_t first, T* out,
+                                                       std::int32_t* keys) {
+  T lanes[Vec<T>::kLanes];
+  x.store(lanes);
+  unsigned n = 0;
+  for (; bits != 0; bits &= bits - 1) {
+    const int lane = __builtin_ctz(bits);
+    out[n] = lanes[lane];
+    keys[n++] = first + lane;
+  }
+  return n;
+}
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> zero_if_minus_inf(Vec<float> x) {
   return {_mm256_and_ps(_mm256_cmp_ps(x.v, _mm256_set1_ps(-__builtin_inff()), _CMP_NEQ_UQ), x.v)};
 }

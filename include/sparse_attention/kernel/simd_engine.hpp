@@ -95,17 +95,23 @@ class SimdEngine {
   // within a row. kMasked: `mask` (see TileMask) removes the forbidden pairs of the tile.
   template <bool kMasked, class Mask>
   void step(const T* k, Index k_row_stride, const T* v, Index v_row_stride, Index cols, const Mask& mask) {
+    step<kMasked>(StridedRows<T>{k, k_row_stride}, StridedRows<T>{v, v_row_stride}, cols, mask);
+  }
+
+  // The same with K and V rows found through accessors (strided, or a table of gathered rows).
+  template <bool kMasked, class KRows, class VRows, class Mask>
+  void step(KRows k, VRows v, Index cols, const Mask& mask) {
     const Index vecs = ld_ / W;
-    simd::BlockProduct<T, simd::AStride::kRows, false>::run(st_, ld_, cols, vecs, k, k_row_stride, qt_, ld_,
-                                                            dims_.head_dim, nullptr);
+    simd::BlockProduct<T, simd::AStride::kRows, false, KRows>::run(st_, ld_, cols, vecs, k, qt_, ld_, dims_.head_dim,
+                                                                  nullptr);
     if constexpr (kMasked) apply_mask(cols, mask);
     softmax(cols, vecs);
     if (started_) {
-      simd::BlockProduct<T, simd::AStride::kSteps, true>::run(ot_, ld_, dims_.value_dim, vecs, v, v_row_stride,
-                                                             st_, ld_, cols, alpha_);
+      simd::BlockProduct<T, simd::AStride::kSteps, true, VRows>::run(ot_, ld_, dims_.value_dim, vecs, v, st_, ld_,
+                                                                    cols, alpha_);
     } else {
-      simd::BlockProduct<T, simd::AStride::kSteps, false>::run(ot_, ld_, dims_.value_dim, vecs, v, v_row_stride,
-                                                              st_, ld_, cols, nullptr);
+      simd::BlockProduct<T, simd::AStride::kSteps, false, VRows>::run(ot_, ld_, dims_.value_dim, vecs, v, st_, ld_,
+                                                                     cols, nullptr);
       started_ = true;
     }
   }

@@ -1,0 +1,222 @@
+// SPDX-License-Identifier: Apache-2.0
+// Attention over token selections (gather kernel) and block selections (BlockTopK), against the dense
+// oracle under the selection's mask.
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "dynamic/dsa_common.hpp"
+#include "support/test_support.hpp"
+
+namespace sa = sparse_attention;
+using sa::testing::IndexerInputs;
+using sa::testing::Problem;
+using sa::testing::Shape;
+
+namespace {
+
+// Batch element b of a [B, ...] view.
+template <class V>
+V batch_slice(V view, sa::Index b) {
+  auto extents = view.extents();
+  extents[0] = 1;
+  return V(view.data() + b * view.stride(0), extents, view.strides());
+}
+
+// The kernel's output for a selection (TokenTopK or BlockTopK) against the dense oracle, batch element b
+// under mask_of(b), with the FlashAttention rule against a naive same-precision run.
+template <class T, class Selection, class MaskOf>
+::testing::AssertionResult selection_matches_reference(const Problem<T>& p, const Selection& selection, MaskOf&& mask_of) {
+  using Oracle = sa::testing::OracleType<T>;
+  const Shape& s = p.shape;
+  std::vector<T> out(static_cast<std::size_t>(p.out_size())), lse(static_cast<std::size_t>(p.lse_size())),
+      naive(out.size()), naive_lse(lse.size());
+  std::vector<Oracle> ref(out.size()), ref_lse(lse.size());
+  sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), selection,
+                   {.lse = sa::lse_bhs(lse.data(), s.batch, s.q_heads, s.seq_q)});
+  for (sa::Index b = 0; b < s.batch; ++b) {
+    const auto& mask = mask_of(b);
+    sa::reference::dense_attention<Oracle>(batch_slice(p.qv(), b), batch_slice(p.kv(), b), batch_slice(p.vv(), b),
+                                           batch_slice(p.out_view(ref), b), mask,
+                                           {.lse = batch_slice(sa::lse_bhs(ref_lse.data(), s.batch, s.q_heads, s.seq_q), b)});
+    sa::reference::dense_attention<T>(batch_slice(p.qv(), b), batch_slice(p.kv(), b), batch_slice(p.vv(), b),
+                                      batch_slice(p.out_view(naive), b), mask,
+                                      {.lse = batch_slice(sa::lse_bhs(naive_lse.data(), s.batch, s.q_heads, s.seq_q), b)});
+  }
+  const double err = sa::testing::max_error(out, ref), naive_err = sa::testing::max_error(naive, ref);
+  const double lse_err = sa::testing::max_error(lse, ref_lse), naive_lse_err = sa::testing::max_error(naive_lse, ref_lse);
+  const double floor = sa::testing::representation_noise<T>(ref), lse_floor = sa::testing::representation_noise<T>(ref_lse);
+  if (!(err <= 2 * naive_err + floor))
+    return ::testing::AssertionFailure() << s.str() << ": output error " << err << " > 2 x " << naive_err << " + " << floor;
+  if (!(lse_err <= 2 * naive_lse_err + lse_floor))
+    return ::testing::AssertionFailure() << s.str() << ": LSE error " << lse_err << " > 2 x " << naive_lse_err << " + " << lse_floor;
+  return ::testing::AssertionSuccess();
+}
+
+template <class T>
+::testing::AssertionResult gather_matches_reference(const Problem<T>& p, const sa::TokenTopK& selection) {
+  return selection_matches_reference(p, selection, [&](sa::Index b) { return selection.mask(b, p.shape.q_heads); });
+}
+
+template <class T>
+class GatherTest : public ::testing::Test {};
+using Scalars = ::testing::Types<float, double>;
+TYPED_TEST_SUITE(GatherTest, Scalars);
+
+TYPED_TEST(GatherTest, IndexerSelectionsMatchReference) {
+  using T = TypeParam;
+  struct Case {
+    Shape shape;
+    sa::Index k;
+  };
+  const Case cases[] = {
+      {{1, 16, 1, 300, 300, 32, 32, false}, 40},   // MQA, one gathered tile serves 16 heads
+      {{2, 8, 2, 130, 130, 24, 16, true}, 64},     // GQA, D != Dv, BSHD
+      {{1, 4, 4, 97, 97, 16, 16, false}, 1},       // one key per query
+      {{1, 6, 3, 40, 200, 16, 8, true}, 70},       // a chunk after a cached prefix
+      {{2, 2, 1, 1, 500, 64, 64, false}, 128},     // decode
+  };
+  std::uint64_t seed = 1;
+  for (const Case& c : cases) {
+    const Shape& s = c.shape;
+    const IndexerInputs<T> in(s.batch, s.seq_q, s.seq_k, 2, 8, seed);
+    const Problem<T> p(s, seed++);
+    const sa::TokenTopK sel = sa::lightning_top_k<T>(in.qv(), in.kv(), in.wv(), c.k);
+    EXPECT_TRUE(gather_matches_reference(p, sel)) << "k " << c.k;
+  }
+}
+
+// Lists per KV group, in any order, with padding and empty rows (zeros, LSE -inf).
+TYPED_TEST(GatherTest, CallerListsPerGroupWithEmptyRows) {
+  using T = TypeParam;
+  const Shape s{1, 4, 2, 20, 50, 16, 16, false};
+  const Problem<T> p(s, 7);
+  std::vector<std::int32_t> lists(2 * 20 * 5, -1);
+  for (sa::Index g = 0; g < 2; ++g)
+    for (sa::Index i = 0; i < 20; ++i)
+      for (sa::Index t = 0; t < 5; ++t)
+        if ((i + t + g) % 3 != 0 && i != 7) lists[static_cast<std::size_t>((g * 20 + i) * 5 + t)] = static_cast<std::int32_t>((i * 7 + t * 11 + g * 3) % 50);
+  const sa::TokenTopK sel = sa::TokenTopK::from_indices(lists, 1, 2, 20, 5, 50);
+  EXPECT_TRUE(gather_matches_reference(p, sel));
+  std::vector<T> out(static_cast<std::size_t>(p.out_size())), lse(static_cast<std::size_t>(p.lse_size()));
+  sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), sel, {.lse = sa::lse_bhs(lse.data(), 1, 4, 20)});
+  for (sa::Index h = 0; h < 4; ++h) {
+    EXPECT_EQ(-std::numeric_limits<T>::infinity(), lse[static_cast<std::size_t>(h * 20 + 7)]);
+    for (sa::Index c = 0; c < 16; ++c) EXPECT_EQ(T(0), out[static_cast<std::size_t>((h * 20 + 7) * 16 + c)]);
+  }
+}
+
+// With k >= position + 1 every query selects all of its keys: the selection is Causal, and attention
+// over it equals causal attention.
+TEST(Gather, KAtLeastPositionPlusOneIsCausal) {
+  const Shape s{1, 8, 2, 150, 150, 32, 32, false};
+  const IndexerInputs<float> in(1, 150, 150, 2, 8, 3);
+  const sa::TokenTopK sel = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 150);
+  for (sa::Index t = 0; t < 150; ++t) ASSERT_EQ(static_cast<std::size_t>(t + 1), sel.keys(0, 0, t).size());
+  const Problem<float> p(s, 4);
+  std::vector<float> a(static_cast<std::size_t>(p.out_size())), b(a.size());
+  sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(a), sel);
+  sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(b), sa::Causal{});
+  EXPECT_LT(sa::testing::max_error(a, b), 2e-6);
+  EXPECT_TRUE(gather_matches_reference(p, sel));
+}
+
+// A chunk of queries after a cached prefix, and one decoding query, give the rows of one-shot prefill
+// bit for bit (same keys, same tiles).
+TEST(Gather, ChunkedPrefillAndDecodeEqualPrefillRows) {
+  const Shape full_shape{1, 4, 1, 120, 120, 16, 16, false};
+  const Problem<float> full(full_shape, 9);
+  const IndexerInputs<float> in(1, 120, 120, 2, 8, 10);
+  const sa::TokenTopK sel = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 24);
+  std::vector<float> prefill(static_cast<std::size_t>(full.out_size()));
+  sa::attention<float>(full.qv(), full.kv(), full.vv(), full.out_view(prefill), sel);
+  for (auto [first, n] : {std::pair<sa::Index, sa::Index>{100, 20}, {119, 1}}) {
+    const IndexerInputs<float> part = in.chunk(first, n);
+    const sa::TokenTopK chunk_sel = sa::lightning_top_k<float>(part.qv(), part.kv(), part.wv(), 24);
+    const auto q = sa::TensorView<const float>(full.q.data() + first * 16, {1, 4, n, 16}, {4 * 120 * 16, 120 * 16, 16, 1});
+    std::vector<float> out(static_cast<std::size_t>(4 * n * 16));
+    sa::attention<float>(q, full.kv(), full.vv(), sa::bhsd(out.data(), 1, 4, n, 16), chunk_sel);
+    for (sa::Index h = 0; h < 4; ++h)
+      for (sa::Index t = 0; t < n; ++t)
+        EXPECT_EQ(0, std::memcmp(&out[static_cast<std::size_t>((h * n + t) * 16)],
+                                 &prefill[static_cast<std::size_t>((h * 120 + first + t) * 16)], 16 * sizeof(float)))
+            << "head " << h << " row " << first + t;
+  }
+}
+
+TEST(Gather, BitIdenticalAcrossThreadCounts) {
+  const Shape s{2, 8, 1, 200, 200, 32, 32, true};
+  const Problem<float> p(s, 5);
+  const IndexerInputs<float> in(2, 200, 200, 2, 8, 6);
+  const sa::TokenTopK sel = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 30);
+  std::vector<float> one(static_cast<std::size_t>(p.out_size())), many(one.size());
+  sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(one), sel, {.num_threads = 1});
+  for (int threads : {2, 3}) {
+    sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(many), sel, {.num_threads = threads});
+    EXPECT_EQ(0, std::memcmp(one.data(), many.data(), one.size() * sizeof(float))) << threads;
+  }
+}
+
+TEST(Gather, RejectsMismatchedSelections) {
+  const Problem<float> p(Shape{1, 4, 2, 10, 10, 8, 8, false}, 1);
+  std::vector<float> out(static_cast<std::size_t>(p.out_size()));
+  const std::vector<std::int32_t> one_row(10 * 2, 0);
+  const auto attend = [&](const sa::TokenTopK& s) { sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(out), s); };
+  EXPECT_THROW(attend(sa::TokenTopK::from_indices(one_row, 1, 1, 10, 2, 11)), std::invalid_argument);  // seq_k
+  EXPECT_THROW(attend(sa::TokenTopK::from_indices(one_row, 2, 1, 5, 2, 10)), std::invalid_argument);   // batch
+  EXPECT_THROW(attend(sa::TokenTopK::from_indices(std::vector<std::int32_t>(30, 0), 1, 3, 10, 1, 10)),
+               std::invalid_argument);  // 3 groups for 2 KV heads
+  EXPECT_NO_THROW(attend(sa::TokenTopK::from_indices(std::vector<std::int32_t>(20, 0), 1, 2, 10, 1, 10)));
+}
+
+// BlockTopK: block scores by mean-pooled queries and keys, the diagonal block always kept.
+TEST(BlockTopK, SelectsTheBestCausalBlocks) {
+  const Shape s{1, 2, 1, 256, 256, 16, 16, false};
+  const Problem<double> p(s, 8);
+  const sa::Index block = 32, k = 3, nb = 8;
+  const sa::BlockTopK sel = sa::BlockTopK::select(p.qv(), p.kv(), k, block);
+  const sa::BlockMask& mask = sel.mask(0);
+  for (sa::Index h = 0; h < 2; ++h)
+    for (sa::Index qb = 0; qb < nb; ++qb) {
+      // Reference: scores of the blocks before qb, best k - 1 (ties to the smaller block), plus qb.
+      std::vector<std::pair<double, sa::Index>> scored;
+      for (sa::Index kb = 0; kb < qb; ++kb) {
+        double score = 0;
+        for (sa::Index c = 0; c < 16; ++c) {
+          double qm = 0, km = 0;
+          for (sa::Index t = 0; t < block; ++t) qm += p.qv()(0, h, qb * block + t, c), km += p.kv()(0, 0, kb * block + t, c);
+          score += qm * km / block;
+        }
+        scored.push_back({-score, kb});
+      }
+      std::sort(scored.begin(), scored.end());
+      std::vector<sa::Index> expected{qb};
+      for (std::size_t t = 0; t < std::min<std::size_t>(k - 1, scored.size()); ++t) expected.push_back(scored[t].second);
+      std::sort(expected.begin(), expected.end());
+      std::vector<sa::Index> got;
+      for (sa::Index kb = 0; kb < nb; ++kb)
+        if (mask.allowed({256, 256}, qb * block + block - 1, kb * block, h)) got.push_back(kb);
+      EXPECT_EQ(expected, got) << "head " << h << " query block " << qb;
+    }
+}
+
+TYPED_TEST(GatherTest, BlockTopKAttentionMatchesReference) {
+  using T = TypeParam;
+  for (const Shape& s : {Shape{2, 4, 2, 200, 200, 24, 16, false}, Shape{1, 4, 1, 70, 200, 16, 16, true}}) {
+    const Problem<T> p(s, 12);
+    const sa::BlockTopK sel = sa::BlockTopK::select(p.qv(), p.kv(), 3, 32);
+    EXPECT_TRUE(selection_matches_reference(p, sel, [&](sa::Index b) -> const sa::BlockMask& { return sel.mask(b); }));
+  }
+}
+
+TEST(BlockTopK, KCoveringEveryBlockIsCausal) {
+  const Problem<float> p(Shape{1, 2, 2, 100, 100, 8, 8, false}, 3);
+  const sa::BlockTopK sel = sa::BlockTopK::select(p.qv(), p.kv(), 10, 16);
+  for (sa::Index i = 0; i < 100; ++i)
+    for (sa::Index j = 0; j < 100; ++j)
+      for (sa::Index h = 0; h < 2; ++h) ASSERT_EQ(j <= i, sel.mask(0).allowed({100, 100}, i, j, h)) << i << " " << j;
+  EXPECT_THROW(sa::BlockTopK::select(p.qv(), p.kv(), 0, 16), std::invalid_argument);
+  EXPECT_THROW(sa::BlockTopK::select(p.qv(), p.kv(), 2, 0), std::invalid_argument);
+}
+
+}  // namespace

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: Apache-2.0
+// The lightning indexer's top-k against the dense double-precision indexer, and TokenTopK lists.
+#include <gtest/gtest.h>
+
+#include "dynamic/dsa_common.hpp"
+
+namespace sa = sparse_attention;
+using sa::testing::IndexerInputs;
+
+namespace {
+
+template <class T>
+void expect_equals_reference(const IndexerInputs<T>& in, sa::Index k) {
+  const sa::TokenTopK sel = sa::lightning_top_k<T>(in.qv(), in.kv(), in.wv(), k);
+  ASSERT_EQ(in.batch, sel.batch());
+  for (sa::Index b = 0; b < in.batch; ++b) {
+    const Eigen::MatrixXd scores = sa::reference::lightning_scores(in.qv(), in.kv(), in.wv(), b);
+    for (sa::Index t = 0; t < in.seq_q; ++t) {
+      const auto keys = sel.keys(b, 0, t);
+      ASSERT_EQ(sa::reference::top_k_row(scores, t, k), std::vector<std::int32_t>(keys.begin(), keys.end()))
+          << "b " << b << " t " << t << " k " << k << " Sq " << in.seq_q << " Sk " << in.seq_k;
+    }
+  }
+}
+
+// Integer inputs: float scores are exact, so the selection must equal the reference key for key,
+// ties (frequent here) going to the smaller key.
+TEST(LightningIndexer, EqualsDenseReferenceExactly) {
+  for (sa::Index k : {1, 2, 7, 64, 100, 1000})
+    for (auto [sq, sk] : {std::pair<sa::Index, sa::Index>{1, 1}, {5, 5}, {70, 70}, {130, 130}, {40, 130}, {130, 40}, {1, 300}})
+      expect_equals_reference(IndexerInputs<float>(2, sq, sk, 3, 8, static_cast<std::uint64_t>(sq * 1000 + sk), true), k);
+  expect_equals_reference(IndexerInputs<double>(1, 150, 150, 4, 16, 9, true), 33);
+}
+
+// Random inputs in double: exact equality too (the reference sums in the same order up to rounding of
+// far smaller magnitude than the gaps between scores).
+TEST(LightningIndexer, RandomInputsInDouble) {
+  expect_equals_reference(IndexerInputs<double>(2, 200, 200, 4, 32, 11), 50);
+  expect_equals_reference(IndexerInputs<double>(1, 64, 300, 2, 16, 12), 17);
+}
+
+// Random float inputs: where the float selection differs from the double reference, both keys must
+// sit at the reference's threshold within float rounding.
+TEST(LightningIndexer, RandomFloatInputsDifferOnlyAtNearTies) {
+  const IndexerInputs<float> in(1, 300, 300, 4, 32, 13);
+  const sa::Index k = 40;
+  const sa::TokenTopK sel = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), k);
+  const Eigen::MatrixXd scores = sa::reference::lightning_scores(in.qv(), in.kv(), in.wv(), 0);
+  for (sa::Index t = 0; t < in.seq_q; ++t) {
+    const auto got = sel.keys(0, 0, t);
+    const std::vector<std::int32_t> expected = sa::reference::top_k_row(scores, t, k);
+    ASSERT_EQ(expected.size(), got.size());
+    double threshold = std::numeric_limits<double>::infinity();
+    for (std::int32_t s : expected) threshold = std::min(threshold, scores(t, s));
+    for (std::int32_t s : got)
+      if (!std::binary_search(expected.begin(), expected.end(), s)) {
+        EXPECT_NEAR(threshold, scores(t, s), 1e-4 * (1 + std::abs(threshold))) << "t " << t << " key " << s;
+      }
+  }
+}
+
+// Chunked prefill and decode select exactly what one-shot prefill selects for the same rows.
+TEST(LightningIndexer, ChunkedPrefillAndDecodeEqualPrefill) {
+  const IndexerInputs<float> full(2, 200, 200, 3, 16, 21);
+  const sa::Index k = 30;
+  const sa::TokenTopK whole = sa::lightning_top_k<float>(full.qv(), full.kv(), full.wv(), k);
+  for (auto [first, n] : {std::pair<sa::Index, sa::Index>{150, 50}, {199, 1}, {37, 163}}) {
+    const IndexerInputs<float> part = full.chunk(first, n);
+    const sa::TokenTopK chunk = sa::lightning_top_k<float>(part.qv(), part.kv(), part.wv(), k);
+    for (sa::Index b = 0; b < 2; ++b)
+      for (sa::Index t = 0; t < n; ++t) {
+        const auto a = chunk.keys(b, 0, t), c = whole.keys(b, 0, first + t);
+        EXPECT_EQ(std::vector<std::int32_t>(c.begin(), c.end()), std::vector<std::int32_t>(a.begin(), a.end()))
+            << "chunk at " << first << " row " << t;
+      }
+  }
+}
+
+TEST(LightningIndexer, FewerValidKeysThanKSelectsAllOfThem) {
+  const IndexerInputs<float> in(1, 10, 10, 2, 4, 3);
+  const sa::TokenTopK sel = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 100);
+  for (sa::Index t = 0; t < 10; ++t) {
+    const auto keys = sel.keys(0, 0, t);
+    ASSERT_EQ(static_cast<std::size_t>(t + 1), keys.size());
+    for (sa::Index s = 0; s <= t; ++s) EXPECT_EQ(s, keys[static_cast<std::size_t>(s)]);
+    for (sa::Index x = t + 1; x < 100; ++x) EXPECT_EQ(-1, sel.indices()[static_cast<std::size_t>(t * 100 + x)]);
+  }
+}
+
+TEST(LightningIndexer, SameSelectionForEveryThreadCount) {
+  const IndexerInputs<float> in(2, 300, 300, 4, 16, 5);
+  const auto as_vector = [](std::span<const std::int32_t> s) { return std::vector<std::int32_t>(s.begin(), s.end()); };
+  const auto one = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 20, {.num_threads = 1});
+  for (int threads : {2, 3})
+    EXPECT_EQ(as_vector(one.indices()),
+              as_vector(sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 20, {.num_threads = threads}).indices()));
+}
+
+TEST(LightningIndexer, RejectsBadArguments) {
+  const IndexerInputs<float> in(1, 8, 8, 2, 4, 1);
+  EXPECT_THROW(sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 0), std::invalid_argument);
+  // d_I of the keys differs from the queries'.
+  EXPECT_THROW(sa::lightning_top_k<float>(in.qv(), sa::bhsd<const float>(in.k.data(), 1, 1, 4, 8), in.wv(), 2), std::invalid_argument);
+  // Two index keys per token.
+  EXPECT_THROW(sa::lightning_top_k<float>(in.qv(), sa::bhsd<const float>(in.k.data(), 1, 2, 4, 4), in.wv(), 2), std::invalid_argument);
+  // Weights for 3 index heads, queries have 2.
+  std::vector<float> w(8 * 3);
+  EXPECT_THROW(sa::lightning_top_k<float>(in.qv(), in.kv(), sa::lse_bsh<const float>(w.data(), 1, 8, 3), 2), std::invalid_argument);
+  try {
+    sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), -3);
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("k = -3"), std::string::npos) << e.what();
+  }
+}
+
+TEST(TokenTopK, FromIndicesSortsAndDropsPadding) {
+  const std::vector<std::int32_t> lists = {5, -1, 2, 0,   //
+                                           -1, -1, -1, -1,  //
+                                           3, 1, -1, 4};
+  const sa::TokenTopK s = sa::TokenTopK::from_indices(lists, 1, 1, 3, 4, 6);
+  EXPECT_EQ((std::vector<std::int32_t>{0, 2, 5}), std::vector<std::int32_t>(s.keys(0, 0, 0).begin(), s.keys(0, 0, 0).end()));
+  EXPECT_TRUE(s.keys(0, 0, 1).empty());
+  EXPECT_EQ((std::vector<std::int32_t>{1, 3, 4}), std::vector<std::int32_t>(s.keys(0, 0, 2).begin(), s.keys(0, 0, 2).end()));
+  EXPECT_EQ(6, s.selected_pairs());
+  EXPECT_EQ((std::vector<std::int32_t>{0, 2, 5, -1, -1, -1, -1, -1, 1, 3, 4, -1}),
+            std::vector<std::int32_t>(s.indices().begin(), s.indices().end()));
+}
+
+TEST(TokenTopK, RejectsBadLists) {
+  EXPECT_THROW(sa::TokenTopK::from_indices(std::vector<std::int32_t>{0, 1, 6}, 1, 1, 1, 3, 6), std::invalid_argument);   // range
+  EXPECT_THROW(sa::TokenTopK::from_indices(std::vector<std::int32_t>{0, 1, -2}, 1, 1, 1, 3, 6), std::invalid_argument);  // range
+  EXPECT_THROW(sa::TokenTopK::from_indices(std::vector<std::int32_t>{2, 1, 2}, 1, 1, 1, 3, 6), std::invalid_argument);   // repeat
+  EXPECT_THROW(sa::TokenTopK::from_indices(std::vector<std::int32_t>{0, 1}, 1, 1, 1, 3, 6), std::invalid_argument);      // shape
+  EXPECT_THROW(sa::TokenTopK::from_indices(std::vector<std::int32_t>{}, 1, 1, 1, 0, 6), std::invalid_argument);          // k
+  EXPECT_THROW(sa::TokenTopK::from_indices(std::vector<std::int32_t>{}, 1, 0, 1, 1, 6), std::invalid_argument);          // groups
+  try {
+    sa::TokenTopK::from_indices(std::vector<std::int32_t>{0, 1, 2, 3, 9, 4}, 1, 1, 2, 3, 6);
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("indices[0, 0, 1, 1] = 9"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
