@@ -72,6 +72,18 @@ SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_bits(Vec<float> a, Vec<float> b)
 SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_bits(Vec<double> a, Vec<double> b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ); }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> max0(Vec<float> x) { return {_mm512_max_ps(x.v, _mm512_setzero_ps())}; }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> max0(Vec<double> x) { return {_mm512_max_pd(x.v, _mm512_setzero_pd())}; }
+SPARSE_ATTENTION_ALWAYS_INLINE float reduce_add(Vec<float> x) { return _mm512_reduce_add_ps(x.v); }
+SPARSE_ATTENTION_ALWAYS_INLINE double reduce_add(Vec<double> x) { return _mm512_reduce_add_pd(x.v); }
+SPARSE_ATTENTION_ALWAYS_INLINE float reduce_max(Vec<float> x) { return _mm512_reduce_max_ps(x.v); }
+SPARSE_ATTENTION_ALWAYS_INLINE double reduce_max(Vec<double> x) { return _mm512_reduce_max_pd(x.v); }
+// Lane l of the result: lane l of b where bit l of `bits` is set, else lane l of a.
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> blend(unsigned bits, Vec<float> a, Vec<float> b) {
+  return {_mm512_mask_blend_ps(static_cast<__mmask16>(bits), a.v, b.v)};
+}
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> blend(unsigned bits, Vec<double> a, Vec<double> b) {
+  return {_mm512_mask_blend_pd(static_cast<__mmask8>(bits), a.v, b.v)};
+}
+
 // Stores the lanes of x whose bit is set in `bits`, packed, at out; with keys first + lane at keys.
 // Returns how many.
 SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<float> x, unsigned bits, std::int32_t first, float* out,
@@ -179,6 +191,31 @@ SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_bits(Vec<double> a, Vec<double> 
 }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> max0(Vec<float> x) { return {_mm256_max_ps(x.v, _mm256_setzero_ps())}; }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> max0(Vec<double> x) { return {_mm256_max_pd(x.v, _mm256_setzero_pd())}; }
+template <class T>
+SPARSE_ATTENTION_ALWAYS_INLINE T reduce_add(Vec<T> x) {
+  T lanes[Vec<T>::kLanes];
+  x.store(lanes);
+  T sum = 0;
+  for (T e : lanes) sum += e;
+  return sum;
+}
+template <class T>
+SPARSE_ATTENTION_ALWAYS_INLINE T reduce_max(Vec<T> x) {
+  T lanes[Vec<T>::kLanes];
+  x.store(lanes);
+  T m = lanes[0];
+  for (T e : lanes) m = e > m ? e : m;
+  return m;
+}
+template <class T>
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<T> blend(unsigned bits, Vec<T> a, Vec<T> b) {
+  T la[Vec<T>::kLanes], lb[Vec<T>::kLanes];
+  a.store(la);
+  b.store(lb);
+  for (int l = 0; l < Vec<T>::kLanes; ++l) la[l] = (bits >> l) & 1u ? lb[l] : la[l];
+  return Vec<T>::load(la);
+}
+
 // Stores the lanes of x whose bit is set in `bits`, packed (AVX2 has no compress: lane by lane).
 template <class T>
 SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<T> x, unsigned bits, std::int32_t first, T* out,
