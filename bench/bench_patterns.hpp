@@ -7,6 +7,7 @@
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,72 @@ struct Pattern {
   Index max_n;  // largest n the suite measures it at (the quadratic ones stop earlier)
   std::function<Prepared(Index n, Index heads)> prepare;
 };
+
+// DSA's lightning indexer inputs for one sequence (batch 1): H_I = 4 index heads of d_I = 64, as the
+// suite specifies; random, so the selections overlap little between neighbouring queries.
+struct IndexerInputs {
+  static constexpr Index kHeads = 4, kDim = 64;
+  std::vector<float> q, k, w;
+  explicit IndexerInputs(Index n, unsigned seed = 11) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> normal;
+    for (auto [x, size] : {std::pair{&q, n * kHeads * kDim}, std::pair{&k, n * kDim}, std::pair{&w, n * kHeads}}) {
+      x->resize(static_cast<std::size_t>(size));
+      for (float& e : *x) e = normal(rng);
+    }
+  }
+  TokenTopK select(Index n, Index top_k, int threads) const {
+    return lightning_top_k<float>(bshd<const float>(q.data(), 1, n, kHeads, kDim), bhsd<const float>(k.data(), 1, 1, n, kDim),
+                                  lse_bsh<const float>(w.data(), 1, n, kHeads), top_k, {.num_threads = threads});
+  }
+};
+
+// DSA with k keys per query. end_to_end: each run also computes the selection (indexer + top-k), as a
+// user pays it; otherwise the selection is prepared once, like a static pattern's layout.
+inline Pattern dsa_pattern(std::string name, Index max_n, Index top_k, bool end_to_end) {
+  return {std::move(name), max_n, [=](Index n, Index heads) {
+            auto inputs = std::make_shared<const IndexerInputs>(n);
+            auto selection = std::make_shared<const TokenTopK>(inputs->select(n, top_k, 0));
+            Prepared p;
+            p.computed_pairs = p.allowed_pairs = selection->selected_pairs();
+            p.density = static_cast<double>(p.allowed_pairs) / (static_cast<double>(n) * static_cast<double>(n));
+            p.blocking_efficiency = 1.0;  // gathered: exactly the selected pairs are computed
+            p.run = [=](auto q, auto k, auto v, auto o, int threads) {
+              if (end_to_end) {
+                const TokenTopK fresh = inputs->select(n, top_k, threads);
+                attention<float>(q, k, v, o, fresh, {.num_threads = threads});
+              } else {
+                attention<float>(q, k, v, o, *selection, {.num_threads = threads});
+              }
+            };
+            (void)heads;
+            return p;
+          }};
+}
+
+// MoBA / NSA-style block routing: k blocks of 64 per query block, by mean-pooled scores.
+inline Pattern block_top_k_pattern(Index max_n, Index top_k) {
+  return {"block_topk", max_n, [=](Index n, Index heads) {
+            Prepared p;
+            p.run = [=](auto q, auto k, auto v, auto o, int threads) {
+              // The selection depends on the data: routed on every call, as a model would.
+              const BlockTopK selection = BlockTopK::select(q, k, top_k, 64);
+              attention<float>(q, k, v, o, selection, {.num_threads = threads});
+            };
+            // Pairs of a causal selection of k blocks per 64-query block (the exact count depends on data
+            // only through which blocks, not how many): each row holds min(k, blocks so far) tiles.
+            const Index blocks = detail::ceil_div(n, 64);
+            for (Index qb = 0; qb < blocks; ++qb) {
+              const Index tiles = std::min(top_k, qb + 1);
+              p.computed_pairs += tiles * 64 * 64;
+              p.allowed_pairs += (tiles - 1) * 64 * 64 + 64 * 65 / 2;
+            }
+            p.density = static_cast<double>(p.allowed_pairs) / (static_cast<double>(n) * static_cast<double>(n));
+            p.blocking_efficiency = static_cast<double>(p.allowed_pairs) / static_cast<double>(p.computed_pairs);
+            (void)heads;
+            return p;
+          }};
+}
 
 template <class Policy>
 Prepared prepare_static(Policy policy, Index n, Index heads) {
@@ -57,6 +124,11 @@ inline std::vector<Pattern> patterns() {
       static_pattern("dense", kQuadratic, Dense{}),
       static_pattern("causal", kQuadratic, Causal{}),
       static_pattern("local", kLinear, LocalWindow::causal(512)),
+      static_pattern("longformer", kLinear, Longformer(256, {0, 1})),
+      static_pattern("bigbird", kLinear, BigBird(64, 1, 3, 2024)),
+      static_pattern("strided", kQuadratic, Strided(128)),
+      dsa_pattern("dsa", kQuadratic, 2048, /*end_to_end=*/false),
+      block_top_k_pattern(kQuadratic, 32),
   };
 }
 
