@@ -85,9 +85,9 @@ class StridedView {
     using Matrix = Eigen::Matrix<value_type, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     using MapType = std::conditional_t<std::is_const_v<T>, const Matrix, Matrix>;
     using Stride = Eigen::Stride<Eigen::Dynamic, Eigen::Dynamic>;
-    return Eigen::Map<MapType, Eigen::Unaligned, Stride>(
-        data_ + batch * strides_[0] + head * strides_[1], extents_[2], extents_[3],
-        Stride(strides_[2], strides_[3]));
+    // An empty view may hold a null pointer, which must not be offset.
+    T* const base = data_ == nullptr ? nullptr : data_ + batch * strides_[0] + head * strides_[1];
+    return Eigen::Map<MapType, Eigen::Unaligned, Stride>(base, extents_[2], extents_[3], Stride(strides_[2], strides_[3]));
   }
 
  private:

@@ -69,6 +69,21 @@ class EigenEngine {
       }
     }
     softmax_.template rescale<kMasked>(scores, acc);
+    if (kMasked && !v_tile.allFinite()) {
+      // A NaN or Inf in V must reach only the rows that attend to it, not rows where its
+      // probability is the 0 of a masked pair (0 * NaN = NaN): the product runs on V with its
+      // non-finite entries zeroed (the same GEMM, so every other row keeps its bits), then those
+      // entries are added to the rows that give them weight. Off the hot path: only non-finite V.
+      const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic> finite =
+          v_tile.unaryExpr([](T x) { return std::isfinite(x) ? x : T(0); });
+      acc.noalias() += scores * finite;
+      for (Index c = 0; c < cols; ++c)
+        for (Index e = 0; e < dims_.value_dim; ++e)
+          if (!std::isfinite(v_tile(c, e)))
+            for (Index r = 0; r < rows_; ++r)
+              if (scores(r, c) != T(0)) acc(r, e) += scores(r, c) * v_tile(c, e);
+      return;
+    }
     acc.noalias() += scores * v_tile;
   }
 

@@ -39,8 +39,9 @@ enum class AStride {
 };
 
 // kScaleC: C is loaded, multiplied lane-wise by `scale` (the online-softmax rescale) and accumulated
-// into; otherwise C is overwritten.
-template <class T, int R, int NV, AStride kStride, bool kScaleC, class Rows>
+// into; otherwise C is overwritten. kSkipZeroB: lanes where B is exactly 0 (masked probabilities) take
+// no product, so a NaN or Inf in A (a V row) reaches only the queries that attend to it.
+template <class T, int R, int NV, AStride kStride, bool kScaleC, bool kSkipZeroB, class Rows>
 void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, Rows a, Index col0, const T* SPARSE_ATTENTION_RESTRICT b,
                   Index ldb, Index depth, const T* SPARSE_ATTENTION_RESTRICT scale) {
   using V = Vec<T>;
@@ -89,11 +90,23 @@ void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, Rows a, Index col0,
       V bk[NV];
 #pragma GCC unroll 8
       for (int v = 0; v < NV; ++v) bk[v] = V::load(b + k * ldb + v * W);
-#pragma GCC unroll 16
-      for (int r = 0; r < R; ++r) {
-        const V ar = V::set1(ak[r]);
+      if constexpr (kSkipZeroB) {
+        NonZero<T> live[NV];
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, bk[v], acc[r][v]);
+        for (int v = 0; v < NV; ++v) live[v] = nonzero(bk[v]);
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+          const V ar = V::set1(ak[r]);
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) acc[r][v] = fma_where(live[v], ar, bk[v], acc[r][v]);
+        }
+      } else {
+#pragma GCC unroll 16
+        for (int r = 0; r < R; ++r) {
+          const V ar = V::set1(ak[r]);
+#pragma GCC unroll 8
+          for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, bk[v], acc[r][v]);
+        }
       }
     }
   }
@@ -105,14 +118,14 @@ void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, Rows a, Index col0,
 }
 
 // C (rows x vecs vectors) (+)= A (rows x depth) * B (depth x vecs vectors), tiled by the register block.
-template <class T, AStride kStride, bool kScaleC, class Rows = detail::StridedRows<T>>
+template <class T, AStride kStride, bool kScaleC, class Rows = detail::StridedRows<T>, bool kSkipZeroB = false>
 class BlockProduct {
   using Kernel = void (*)(T*, Index, Rows, Index, const T*, Index, Index, const T*);
   using Table = std::array<std::array<Kernel, kMaxBlockRows>, kBlockVecs>;
 
   template <int NV, int... R>
   static constexpr void fill_rows(Table& t, std::integer_sequence<int, R...>) {
-    ((t[NV - 1][R] = &micro_kernel<T, R + 1, NV, kStride, kScaleC, Rows>), ...);
+    ((t[NV - 1][R] = &micro_kernel<T, R + 1, NV, kStride, kScaleC, kSkipZeroB, Rows>), ...);
   }
   template <int... NV>
   static constexpr Table make_table(std::integer_sequence<int, NV...>) {

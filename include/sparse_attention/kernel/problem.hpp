@@ -56,6 +56,7 @@ std::string format_list(const A& values) {
 // overlapping elements would be written by several work items at once.)
 template <class T, std::size_t Rank>
 bool elements_disjoint(const StridedView<T, Rank>& view) {
+  if (view.empty()) return true;  // no elements, nothing to share
   std::array<std::size_t, Rank> order{};
   for (std::size_t d = 0; d < Rank; ++d) order[d] = d;
   std::sort(order.begin(), order.end(),

@@ -67,6 +67,22 @@ SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> operator*(Vec<double> a, Vec<double> 
 // max(a, b) returns b when either is NaN (the x86 rule); callers put the running value in a.
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> max(Vec<float> a, Vec<float> b) { return {_mm512_max_ps(a.v, b.v)}; }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> max(Vec<double> a, Vec<double> b) { return {_mm512_max_pd(a.v, b.v)}; }
+// Lanes whose value is not zero (NaN counts as non-zero), and c + a * b on those lanes only, c
+// elsewhere: a product with a zero probability then never turns c into NaN when a is NaN or Inf.
+template <class T>
+struct NonZero;
+template <>
+struct NonZero<float> { __mmask16 m; };
+template <>
+struct NonZero<double> { __mmask8 m; };
+SPARSE_ATTENTION_ALWAYS_INLINE NonZero<float> nonzero(Vec<float> x) { return {_mm512_cmp_ps_mask(x.v, _mm512_setzero_ps(), _CMP_NEQ_UQ)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE NonZero<double> nonzero(Vec<double> x) { return {_mm512_cmp_pd_mask(x.v, _mm512_setzero_pd(), _CMP_NEQ_UQ)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> fma_where(NonZero<float> k, Vec<float> a, Vec<float> b, Vec<float> c) {
+  return {_mm512_mask3_fmadd_ps(a.v, b.v, c.v, k.m)};
+}
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> fma_where(NonZero<double> k, Vec<double> a, Vec<double> b, Vec<double> c) {
+  return {_mm512_mask3_fmadd_pd(a.v, b.v, c.v, k.m)};
+}
 // Bit l set iff lane l of a is greater than lane l of b (false for NaN).
 SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_bits(Vec<float> a, Vec<float> b) { return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GT_OQ); }
 SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_bits(Vec<double> a, Vec<double> b) { return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GT_OQ); }
@@ -183,6 +199,20 @@ SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> operator*(Vec<float> a, Vec<float> b) 
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> operator*(Vec<double> a, Vec<double> b) { return {_mm256_mul_pd(a.v, b.v)}; }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> max(Vec<float> a, Vec<float> b) { return {_mm256_max_ps(a.v, b.v)}; }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> max(Vec<double> a, Vec<double> b) { return {_mm256_max_pd(a.v, b.v)}; }
+template <class T>
+struct NonZero;
+template <>
+struct NonZero<float> { __m256 m; };
+template <>
+struct NonZero<double> { __m256d m; };
+SPARSE_ATTENTION_ALWAYS_INLINE NonZero<float> nonzero(Vec<float> x) { return {_mm256_cmp_ps(x.v, _mm256_setzero_ps(), _CMP_NEQ_UQ)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE NonZero<double> nonzero(Vec<double> x) { return {_mm256_cmp_pd(x.v, _mm256_setzero_pd(), _CMP_NEQ_UQ)}; }
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> fma_where(NonZero<float> k, Vec<float> a, Vec<float> b, Vec<float> c) {
+  return {_mm256_blendv_ps(c.v, _mm256_fmadd_ps(a.v, b.v, c.v), k.m)};
+}
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> fma_where(NonZero<double> k, Vec<double> a, Vec<double> b, Vec<double> c) {
+  return {_mm256_blendv_pd(c.v, _mm256_fmadd_pd(a.v, b.v, c.v), k.m)};
+}
 SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_bits(Vec<float> a, Vec<float> b) {
   return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)));
 }

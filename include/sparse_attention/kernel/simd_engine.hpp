@@ -107,11 +107,13 @@ class SimdEngine {
     if constexpr (kMasked) apply_mask(cols, mask);
     softmax(cols, vecs);
     if (started_) {
-      simd::BlockProduct<T, simd::AStride::kSteps, true, VRows>::run(ot_, ld_, dims_.value_dim, vecs, v, st_, ld_,
-                                                                    cols, alpha_);
+      // Partial tiles skip the masked (zero) probabilities: 0 * NaN in V would otherwise reach queries
+      // that do not attend to that key.
+      simd::BlockProduct<T, simd::AStride::kSteps, true, VRows, kMasked>::run(ot_, ld_, dims_.value_dim, vecs, v, st_,
+                                                                             ld_, cols, alpha_);
     } else {
-      simd::BlockProduct<T, simd::AStride::kSteps, false, VRows>::run(ot_, ld_, dims_.value_dim, vecs, v, st_, ld_,
-                                                                     cols, nullptr);
+      simd::BlockProduct<T, simd::AStride::kSteps, false, VRows, kMasked>::run(ot_, ld_, dims_.value_dim, vecs, v, st_,
+                                                                              ld_, cols, nullptr);
       started_ = true;
     }
   }
@@ -221,8 +223,12 @@ class SimdEngine {
       }
     }
     for (Index u = 0; u < N; ++u) {
-      // Moves the old state to the new maximum; where the old maximum was -inf, l and O are 0.
-      const V alpha = simd::exp2(simd::fma(V::load(m_ + lane0 + u * W), c, neg_ref[u]));
+      // Moves the old state to the new maximum; where the old maximum was -inf, l and O are 0. Where
+      // the maximum did not grow, alpha is exactly 1: the fused m_old * c - round(m_new * c) would be
+      // the rounding error of m * c, not 0, and that bias would compound over every tile of the row.
+      const V m_old = V::load(m_ + lane0 + u * W);
+      const V alpha = simd::blend(simd::greater_bits(mx[u], m_old), V::set1(T(1)),
+                                  simd::exp2(simd::fma(m_old, c, neg_ref[u])));
       alpha.store(alpha_ + lane0 + u * W);
       (alpha * V::load(l_ + lane0 + u * W) + sum[u]).store(l_ + lane0 + u * W);
       mx[u].store(m_ + lane0 + u * W);

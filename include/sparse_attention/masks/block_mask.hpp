@@ -50,12 +50,16 @@ class BlockMask {
     detail::require(row_begin.front() == 0, "BlockMask::from_rows", "row_begin[0]", row_begin.front(), "0");
     detail::require(row_begin.back() == static_cast<Index>(columns.size()), "BlockMask::from_rows",
                     "row_begin[last]", row_begin.back(), "columns.size() = " + std::to_string(columns.size()));
-    // Messages are built only on failure: these loops run once per row and per listed block.
+    // Messages are built only on failure: these loops run once per row and per listed block. Offsets
+    // first: non-decreasing from 0 to columns.size(), so every row's range lies inside `columns`.
     for (Index r = 0; r < rows; ++r) {
       const Index a = row_begin[static_cast<std::size_t>(r)], b = row_begin[static_cast<std::size_t>(r) + 1];
       if (a > b)
         detail::throw_invalid_argument("BlockMask::from_rows", "row_begin[" + std::to_string(r + 1) + "]", b,
                                        ">= row_begin[" + std::to_string(r) + "] (" + std::to_string(a) + ")");
+    }
+    for (Index r = 0; r < rows; ++r) {
+      const Index a = row_begin[static_cast<std::size_t>(r)], b = row_begin[static_cast<std::size_t>(r) + 1];
       for (Index t = a; t < b; ++t) {
         const Index c = columns[static_cast<std::size_t>(t)];
         if (c < 0 || c >= kv_blocks)
