@@ -2,13 +2,13 @@
 # SPDX-License-Identifier: Apache-2.0
 # Installs the Debian packages a task needs, if any are missing.
 #   install-deps.sh build   compiler, CMake, Ninja, Eigen
-#   install-deps.sh test    + GoogleTest
+#   install-deps.sh test    + GoogleTest, clang and its libFuzzer runtime
 #   install-deps.sh bench   + Google Benchmark
 set -euo pipefail
 packages=(g++ cmake ninja-build libeigen3-dev)
 case "${1:-build}" in
   build) ;;
-  test) packages+=(libgtest-dev) ;;
+  test) packages+=(libgtest-dev clang libclang-rt-14-dev) ;;
   bench) packages+=(libbenchmark-dev) ;;
   *) echo "usage: $0 [build|test|bench]" >&2; exit 2 ;;
 esac

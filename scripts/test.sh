@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# The whole test suite: a Release build (unit tests, examples, compile-failure tests, the consumer
-# packaging tests), then the unit tests and examples again under AddressSanitizer +
-# UndefinedBehaviorSanitizer.
+# The whole test suite:
+#   release  unit tests, property sweep, examples, compile-failure tests, consumer packaging tests
+#   asan     the unit tests and examples under AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan     the determinism and concurrent-caller tests under ThreadSanitizer
+#   fuzz     a bounded libFuzzer session (clang, ASan + UBSan) from the seed corpus
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh test
 jobs=$(nproc)
-for preset in release asan; do
+for preset in release asan tsan fuzz; do
   echo "== $preset"
   cmake --preset "$preset" >/dev/null
   cmake --build --preset "$preset" -j "$jobs"

@@ -15,42 +15,13 @@ using sa::testing::Shape;
 
 namespace {
 
-// Batch element b of a [B, ...] view.
-template <class V>
-V batch_slice(V view, sa::Index b) {
-  auto extents = view.extents();
-  extents[0] = 1;
-  return V(view.data() + b * view.stride(0), extents, view.strides());
-}
-
-// The kernel's output for a selection (TokenTopK or BlockTopK) against the dense oracle, batch element b
-// under mask_of(b), with the FlashAttention rule against a naive same-precision run.
+// The kernel's output for a selection (TokenTopK or BlockTopK) against the dense oracle under
+// mask_of(b) per batch element, with the FlashAttention rule.
 template <class T, class Selection, class MaskOf>
 ::testing::AssertionResult selection_matches_reference(const Problem<T>& p, const Selection& selection, MaskOf&& mask_of) {
-  using Oracle = sa::testing::OracleType<T>;
-  const Shape& s = p.shape;
-  std::vector<T> out(static_cast<std::size_t>(p.out_size())), lse(static_cast<std::size_t>(p.lse_size())),
-      naive(out.size()), naive_lse(lse.size());
-  std::vector<Oracle> ref(out.size()), ref_lse(lse.size());
-  sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), selection,
-                   {.lse = sa::lse_bhs(lse.data(), s.batch, s.q_heads, s.seq_q)});
-  for (sa::Index b = 0; b < s.batch; ++b) {
-    const auto& mask = mask_of(b);
-    sa::reference::dense_attention<Oracle>(batch_slice(p.qv(), b), batch_slice(p.kv(), b), batch_slice(p.vv(), b),
-                                           batch_slice(p.out_view(ref), b), mask,
-                                           {.lse = batch_slice(sa::lse_bhs(ref_lse.data(), s.batch, s.q_heads, s.seq_q), b)});
-    sa::reference::dense_attention<T>(batch_slice(p.qv(), b), batch_slice(p.kv(), b), batch_slice(p.vv(), b),
-                                      batch_slice(p.out_view(naive), b), mask,
-                                      {.lse = batch_slice(sa::lse_bhs(naive_lse.data(), s.batch, s.q_heads, s.seq_q), b)});
-  }
-  const double err = sa::testing::max_error(out, ref), naive_err = sa::testing::max_error(naive, ref);
-  const double lse_err = sa::testing::max_error(lse, ref_lse), naive_lse_err = sa::testing::max_error(naive_lse, ref_lse);
-  const double floor = sa::testing::representation_noise<T>(ref), lse_floor = sa::testing::representation_noise<T>(ref_lse);
-  if (!(err <= 2 * naive_err + floor))
-    return ::testing::AssertionFailure() << s.str() << ": output error " << err << " > 2 x " << naive_err << " + " << floor;
-  if (!(lse_err <= 2 * naive_lse_err + lse_floor))
-    return ::testing::AssertionFailure() << s.str() << ": LSE error " << lse_err << " > 2 x " << naive_lse_err << " + " << lse_floor;
-  return ::testing::AssertionSuccess();
+  const std::string failure = sa::testing::check_selection_against_reference(p, selection, mask_of);
+  if (failure.empty()) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << failure;
 }
 
 template <class T>

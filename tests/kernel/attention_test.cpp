@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -162,6 +163,53 @@ TYPED_TEST(AttentionTest, NegativeAndZeroScales) {
     EXPECT_LT(sa::testing::max_error(out, ref), 1e3 * std::numeric_limits<T>::epsilon()) << scale;
     EXPECT_LT(sa::testing::max_error(lse, ref_lse), 1e3 * std::numeric_limits<T>::epsilon()) << scale;
   }
+}
+
+// Many narrow key tiles per row: the online softmax's rescaling must not add a bias per tile. (A fused
+// m_old * c - round(m_new * c) is the rounding error of m * c, not 0, when the maximum does not grow;
+// over 1000 tiles it once grew the error to ~100x the naive one.)
+TYPED_TEST(AttentionTest, NarrowKeyTilesAddNoErrorPerTile) {
+  using T = TypeParam;
+  const Problem<T> p(Shape{1, 2, 1, 40, 1000, 24, 16, false}, 21);
+  for (sa::Index kv : {1, 3, 8})
+    for (sa::Index q : {1, 64}) {
+      EXPECT_TRUE(sa::testing::matches_reference(p, sa::Dense{}, {q, kv}));
+      EXPECT_TRUE(sa::testing::matches_reference(p, sa::LocalWindow(300, 0), {q, kv}));
+    }
+}
+
+// A NaN or Inf in one row of Q, K or V reaches only the outputs that depend on it: the query's own row
+// (Q), the rows whose allowed keys include it (K, V). Every other output is bit-identical to the clean
+// run, even where the poisoned key shares a computed tile with queries that do not attend to it.
+TYPED_TEST(AttentionTest, NonFiniteInputsReachOnlyTheRowsThatUseThem) {
+  using T = TypeParam;
+  const Shape shape{1, 4, 2, 150, 150, 16, 16, false};
+  const Problem<T> clean(shape, 31);
+  const sa::Index poisoned = 70, head = 1;  // row 70 of K / V head 1 (query heads 2, 3), or of Q head 1
+  auto check = [&](const auto& policy, const char* name) {
+    const auto reference = sa::testing::run_kernel(clean, policy, {32, 32});
+    for (int tensor = 0; tensor < 3; ++tensor)
+      for (T bad : {std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity()}) {
+        Problem<T> p = clean;
+        std::vector<T>& x = tensor == 0 ? p.q : tensor == 1 ? p.k : p.v;
+        const sa::Index dim = tensor == 2 ? shape.value_dim : shape.head_dim;
+        x[static_cast<std::size_t>((head * shape.seq_k + poisoned) * dim + 5)] = bad;
+        const auto r = sa::testing::run_kernel(p, policy, {32, 32});
+        for (sa::Index h = 0; h < shape.q_heads; ++h)
+          for (sa::Index i = 0; i < shape.seq_q; ++i) {
+            const bool uses = tensor == 0 ? (h == head && i == poisoned)
+                                          : (h / 2 == head && policy.allowed({shape.seq_q, shape.seq_k}, i, poisoned, h));
+            if (uses) continue;
+            const auto row = static_cast<std::size_t>(h * shape.seq_q + i);
+            ASSERT_EQ(0, std::memcmp(&reference.out[row * 16], &r.out[row * 16], 16 * sizeof(T)))
+                << name << " tensor " << tensor << " value " << bad << " head " << h << " row " << i;
+            ASSERT_EQ(0, std::memcmp(&reference.lse[row], &r.lse[row], sizeof(T))) << name << " row " << i;
+          }
+      }
+  };
+  check(sa::LocalWindow(5, 0), "LocalWindow(5, 0)");
+  check(sa::LocalWindow(20, 3), "LocalWindow(20, 3)");
+  check(sa::Causal{}, "Causal");
 }
 
 // Rows with no allowed key output exactly 0 and LSE -inf, never NaN.
