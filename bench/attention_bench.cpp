@@ -5,6 +5,11 @@
 //   attention/<pattern>/n:<n>/d:<d>/omp:<threads>   8 heads, float, batch 1, 64 x 64 tiles
 //   ceiling/fma/omp:<threads>                       a tight FMA loop: the machine's peak
 //   ceiling/gemm/omp:<threads>                      Eigen float GEMM 1024^3
+//   dsa/<part>/n:<n>/hkv:<kv heads>/omp:<threads>   DeepSeek Sparse Attention at DeepSeek's shape:
+//       16 query heads, d = 128, k = 2048, indexer H_I = 4 x d_I = 64. Parts: indexer (scores +
+//       streaming top-k), indexer_k1 (the same with k = 1: the scores alone, nearly), attention (over a
+//       prepared selection), end_to_end (indexer + attention), causal (the same shape through the
+//       blocked kernel, the O(n^2) baseline it replaces)
 //
 // Counters: gflops (4 * d * computed pairs * heads / time), density (allowed / n^2),
 // computed_pairs and allowed_pairs (per head). Run with --benchmark_format=json; use
@@ -114,10 +119,59 @@ void register_ceilings(int threads) {
   })->UseManualTime()->Unit(benchmark::kMillisecond);
 }
 
+void register_dsa(sa::Index n, sa::Index kv_heads, int threads) {
+  constexpr sa::Index heads = 16, d = 128, top_k = 2048;
+  const std::string suffix = "/n:" + std::to_string(n) + "/hkv:" + std::to_string(kv_heads) + "/omp:" + std::to_string(threads);
+  struct Data {
+    std::vector<float> q, k, v, o;
+    sa::bench::IndexerInputs index;
+    sa::TokenTopK selection;
+    Data(sa::Index n, sa::Index kv_heads) : index(n) {
+      std::mt19937 rng(5);
+      std::normal_distribution<float> normal;
+      for (auto [x, size] : {std::pair{&q, n * heads * d}, std::pair{&k, n * kv_heads * d}, std::pair{&v, n * kv_heads * d}}) {
+        x->resize(static_cast<std::size_t>(size));
+        for (float& e : *x) e = normal(rng);
+      }
+      o.resize(q.size());
+    }
+  };
+  for (const std::string part : {"indexer", "indexer_k1", "attention", "end_to_end", "causal"}) {
+    benchmark::RegisterBenchmark(("dsa/" + part + suffix).c_str(), [=](benchmark::State& state) {
+      Data data(n, kv_heads);
+      const auto q = sa::bshd<const float>(data.q.data(), 1, n, heads, d);
+      const auto k = sa::bshd<const float>(data.k.data(), 1, n, kv_heads, d);
+      const auto v = sa::bshd<const float>(data.v.data(), 1, n, kv_heads, d);
+      const auto o = sa::bshd(data.o.data(), 1, n, heads, d);
+      if (part == "attention") data.selection = data.index.select(n, top_k, threads);
+      const double seconds = timed_loop(state, [&] {
+        if (part == "indexer" || part == "end_to_end") data.selection = data.index.select(n, top_k, threads);
+        if (part == "indexer_k1") data.selection = data.index.select(n, 1, threads);
+        if (part == "attention" || part == "end_to_end")
+          sa::attention<float>(q, k, v, o, data.selection, {.num_threads = threads});
+        if (part == "causal") sa::attention<float>(q, k, v, o, sa::Causal{}, {.num_threads = threads});
+      });
+      const double causal_pairs = static_cast<double>(n) * static_cast<double>(n + 1) / 2;
+      const double pairs = part == "causal" ? causal_pairs : static_cast<double>(data.selection.selected_pairs());
+      if (part == "indexer" || part == "indexer_k1") {
+        // The indexer's own work: 2 * H_I * d_I flops per causal (query, key) pair.
+        set_gflops(state, 2.0 * sa::bench::IndexerInputs::kHeads * sa::bench::IndexerInputs::kDim * causal_pairs, seconds);
+      } else {
+        set_counters(state, 4.0 * d * pairs * heads, seconds, pairs / (static_cast<double>(n) * static_cast<double>(n)),
+                     pairs, pairs);
+      }
+    })->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(part == "causal" || n > 16384 ? 1 : 3);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   for (int threads : {1, 2}) register_ceilings(threads);
+  for (sa::Index kv_heads : {16, 1}) {
+    register_dsa(8192, kv_heads, 2);
+    register_dsa(32768, kv_heads, 2);
+  }
   for (int threads : {1, 2}) {
     for (sa::Index d : {64, 128}) {
       for (sa::Index n = 1024; n <= 131072; n *= 2) {
