@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 # The whole test suite:
 #   release  unit tests, property sweep, examples, compile-failure tests, consumer packaging tests
-#   asan     the unit tests and examples under AddressSanitizer + UndefinedBehaviorSanitizer
+#   asan     the unit tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan     the determinism and concurrent-caller tests under ThreadSanitizer
 #   fuzz     a bounded libFuzzer session (clang, ASan + UBSan) from the seed corpus
 set -euo pipefail
