@@ -39,6 +39,14 @@ TEST(LightningIndexer, RandomInputsInDouble) {
   expect_equals_reference(IndexerInputs<double>(1, 64, 300, 2, 16, 12), 17);
 }
 
+// Long rows: the streaming buffer is cut many times (k much smaller than the row), on random scores
+// in double and on integer scores full of ties across the cut.
+TEST(LightningIndexer, LongRowsSurviveManyCuts) {
+  expect_equals_reference(IndexerInputs<double>(1, 40, 5000, 2, 16, 21), 150);
+  expect_equals_reference(IndexerInputs<float>(1, 24, 6000, 3, 8, 22, true), 700);
+  expect_equals_reference(IndexerInputs<float>(1, 24, 6000, 3, 8, 23, true), 17);
+}
+
 // Random float inputs: where the float selection differs from the double reference, both keys must
 // sit at the reference's threshold within float rounding.
 TEST(LightningIndexer, RandomFloatInputsDifferOnlyAtNearTies) {

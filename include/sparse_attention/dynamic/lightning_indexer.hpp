@@ -48,7 +48,8 @@ OrderBits<T> order_bits(T score) {
   using U = OrderBits<T>;
   constexpr U kSign = U{1} << (8 * sizeof(U) - 1);
   const U bits = std::bit_cast<U>(score + T(0));
-  return (bits & kSign) ? ~bits : bits | kSign;
+  const U negative = U{0} - (bits >> (8 * sizeof(U) - 1));  // all ones for a negative score
+  return bits ^ (negative | kSign);                         // branch-free: the loops over it vectorise
 }
 template <class T>
 T from_order_bits(OrderBits<T> bits) {
@@ -165,37 +166,56 @@ class RowTopK {
   void shrink() {
     using U = OrderBits<T>;
     constexpr int kDigit = 11, kWidth = 8 * sizeof(U);
-    U* bits = cut_.bits;
-    U differ = 0;
-    for (Index t = 0; t < n_; ++t) bits[t] = order_bits(scores_[t]);
-    for (Index t = 1; t < n_; ++t) differ |= bits[t] ^ bits[0];
+    // The highest bit where the candidates differ is the highest where the largest and smallest do.
+    T largest = scores_[0], smallest = scores_[0];
+    Index t = 0;
+#if SPARSE_ATTENTION_SIMD_WIDTH > 0
+    using V = simd::Vec<T>;
+    V up = V::set1(largest), down = V::set1(-smallest);
+    for (; t + V::kLanes <= n_; t += V::kLanes) {
+      const V x = V::load(scores_ + t);
+      up = simd::max(up, x);
+      down = simd::max(down, V::zero() - x);
+    }
+    largest = simd::reduce_max(up), smallest = -simd::reduce_max(down);
+#endif
+    for (; t < n_; ++t) largest = std::max(largest, scores_[t]), smallest = std::min(smallest, scores_[t]);
+    const U high_bits = order_bits(largest), differ = high_bits ^ order_bits(smallest);
     if (differ == 0) {  // all scores equal: only an exact selection (by key) can shrink the buffer
-      threshold_ = select_best(scores_, keys_, n_, k_, bits, cut_.tmp_bits, cut_.tmp_scores, cut_.tmp_keys);
+      threshold_ = select_best(scores_, keys_, n_, k_, cut_.bits, cut_.tmp_bits, cut_.tmp_scores, cut_.tmp_keys);
       n_ = k_;
       return;
     }
     const int shift = std::max(0, kWidth - std::countl_zero(differ) - kDigit);
-    Index count[1 << kDigit] = {};
-    for (Index t = 0; t < n_; ++t) ++count[(bits[t] >> shift) & ((U{1} << kDigit) - 1)];
+    std::uint32_t count[1 << kDigit] = {};
+    for (t = 0; t < n_; ++t) ++count[(order_bits(scores_[t]) >> shift) & ((U{1} << kDigit) - 1)];
     Index at_or_above = 0;
     int v = (1 << kDigit) - 1;
     for (; v > 0 && at_or_above + count[v] < k_; --v) at_or_above += count[v];
     if (at_or_above + count[v] >= n_ - kSlack) {  // one bucket holds nearly everything: select exactly
-      threshold_ = select_best(scores_, keys_, n_, k_, bits, cut_.tmp_bits, cut_.tmp_scores, cut_.tmp_keys);
+      threshold_ = select_best(scores_, keys_, n_, k_, cut_.bits, cut_.tmp_bits, cut_.tmp_scores, cut_.tmp_keys);
       n_ = k_;
       return;
     }
+    // The lowest score in bucket v (the bits above the digit are shared by every candidate): the
+    // candidates at or above it stay. Scores are never NaN here (offer's comparison drops them).
+    const U high = shift + kDigit >= kWidth ? U{0} : high_bits & ~((U{1} << (shift + kDigit)) - 1);
+    const T edge = from_order_bits<T>(high | (static_cast<U>(v) << shift));
     Index kept = 0;
-    for (Index t = 0; t < n_; ++t) {
-      const bool keep = static_cast<int>((bits[t] >> shift) & ((U{1} << kDigit) - 1)) >= v;
+    t = 0;
+#if SPARSE_ATTENTION_SIMD_WIDTH > 0
+    for (; t + V::kLanes <= n_; t += V::kLanes) {
+      const V x = V::load(scores_ + t);
+      kept += simd::compress_pairs(x, keys_ + t, simd::greater_equal_bits(x, V::set1(edge)), scores_ + kept, keys_ + kept);
+    }
+#endif
+    for (; t < n_; ++t) {
       scores_[kept] = scores_[t];
       keys_[kept] = keys_[t];
-      kept += keep ? 1 : 0;
+      kept += scores_[t] >= edge ? 1 : 0;
     }
     n_ = kept;
-    // The lowest score in bucket v: the bits above the digit are shared by every candidate.
-    const U high = shift + kDigit >= kWidth ? U{0} : bits[0] & ~((U{1} << (shift + kDigit)) - 1);
-    threshold_ = std::max(threshold_, from_order_bits<T>(high | (static_cast<U>(v) << shift)));
+    threshold_ = std::max(threshold_, edge);
   }
 
   T* scores_;

@@ -16,6 +16,7 @@
 #include "sparse_attention/core/error.hpp"
 #include "sparse_attention/core/mask_policy.hpp"
 #include "sparse_attention/core/types.hpp"
+#include "sparse_attention/kernel/workspace.hpp"
 #include "sparse_attention/masks/detail.hpp"
 
 namespace sparse_attention {
@@ -87,7 +88,7 @@ class TokenTopK {
   // writes rows from several threads; the lists' memory is first touched there, not here).
   TokenTopK(Index batch, Index groups, Index seq_q, Index k, Index seq_k)
       : batch_(batch), groups_(groups), seq_q_(seq_q), k_(k), seq_k_(seq_k) {
-    lists_ = std::shared_ptr<std::int32_t[]>(new std::int32_t[static_cast<std::size_t>(batch * groups * seq_q * k)]);
+    lists_ = detail::allocate_large<std::int32_t>(batch * groups * seq_q * k);
     counts_ = std::make_shared<std::vector<std::int32_t>>(static_cast<std::size_t>(batch * groups * seq_q), 0);
   }
   // Row r (= (b * groups + g) * seq_q + i) holds `keys`, sorted ascending, at most k of them.

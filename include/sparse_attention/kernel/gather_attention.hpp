@@ -163,10 +163,10 @@ class GatheredAttention {
     const Index pack_size = (pack_k_ ? kTileKeys * p_.head_dim : 0) + (pack_v_ ? kTileKeys * p_.value_dim : 0);
     const Index per_thread = engine_size + pack_size;
     AlignedBuffer<T> scratch(per_thread * threads);
-    std::vector<const T*> tables(static_cast<std::size_t>(2 * kTileKeys * threads));
+    std::vector<const T*> tables(static_cast<std::size_t>(4 * kTileKeys * threads));
     parallel_for_dynamic(chunks, threads, [&](Index c, int thread) {
       T* base = scratch.data() + per_thread * thread;
-      const T** table = tables.data() + 2 * kTileKeys * thread;
+      const T** table = tables.data() + 4 * kTileKeys * thread;
       for (Index item = c * chunk; item < std::min(items, (c + 1) * chunk); ++item)
         run_item(item, base, base + engine_size, table);
     });
@@ -192,20 +192,43 @@ class GatheredAttention {
 
     Engine engine(dims_, engine_scratch);
     engine.begin(&q_(b, h0, i, 0), q_.stride(1), q_.stride(3), p_.group(), p_.scale);
-    const T** k_rows = table;
-    const T** v_rows = table + kTileKeys;
-    for (std::size_t t0 = 0; t0 < keys.size(); t0 += kTileKeys) {
-      const Index cols = std::min<Index>(kTileKeys, static_cast<Index>(keys.size() - t0));
-      for (Index c = 0; c < cols; ++c) {
+    // Two tables of row pointers: while one tile is computed, the rows of the next are already being
+    // fetched. The selected rows are scattered over memory; without the prefetch every first touch of a
+    // row waits for it (40% slower at DeepSeek's shape). Rows that need packing (non-unit stride along
+    // the head dimension) are built tile by tile instead.
+    const bool ahead = !pack_k_ && !pack_v_;
+    const auto tile_cols = [&](std::size_t t0) { return std::min<Index>(kTileKeys, static_cast<Index>(keys.size() - t0)); };
+    const auto fill = [&](std::size_t t0, const T** k_rows, const T** v_rows) {
+      for (Index c = 0; c < tile_cols(t0); ++c) {
         const Index key = keys[t0 + static_cast<std::size_t>(c)];
         k_rows[c] = row(k_, b, g, key, p_.head_dim, pack_k_ ? pack + c * p_.head_dim : nullptr);
         v_rows[c] = row(v_, b, g, key, p_.value_dim,
                         pack_v_ ? pack + (pack_k_ ? kTileKeys * p_.head_dim : 0) + c * p_.value_dim : nullptr);
+        if (ahead) {
+          prefetch_row(k_rows[c], p_.head_dim);
+          prefetch_row(v_rows[c], p_.value_dim);
+        }
       }
-      engine.template step</*kMasked=*/false>(GatheredRows<T>{k_rows}, GatheredRows<T>{v_rows}, cols, NoMask{});
+    };
+    if (ahead && !keys.empty()) fill(0, table, table + kTileKeys);
+    for (std::size_t t0 = 0, current = 0; t0 < keys.size(); t0 += kTileKeys, current ^= 1) {
+      const T** k_rows = table + 2 * kTileKeys * current;
+      const T** v_rows = k_rows + kTileKeys;
+      if (!ahead) {
+        fill(t0, k_rows, v_rows);
+      } else if (t0 + kTileKeys < keys.size()) {
+        const T** next = table + 2 * kTileKeys * (current ^ 1);
+        fill(t0 + kTileKeys, next, next + kTileKeys);
+      }
+      engine.template step</*kMasked=*/false>(GatheredRows<T>{k_rows}, GatheredRows<T>{v_rows}, tile_cols(t0), NoMask{});
     }
     T* lse = lse_.data() != nullptr ? &lse_(b, h0, i) : nullptr;
     engine.finish(&out_(b, h0, i, 0), out_.stride(1), out_.stride(3), lse, lse_.stride(1));
+  }
+
+  static void prefetch_row(const T* row, Index dim) {
+    const char* bytes = reinterpret_cast<const char*>(row);
+    for (Index off = 0; off < dim * static_cast<Index>(sizeof(T)); off += 64) __builtin_prefetch(bytes + off, 0, 2);
   }
 
   // Row `key` of K or V for (b, g): in place when unit-stride along dim, else copied to `pack`.

@@ -5,6 +5,7 @@
 // Eigen engine.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "sparse_attention/config.hpp"
@@ -101,12 +102,13 @@ SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> blend(unsigned bits, Vec<double> a, V
 }
 
 // Stores the lanes of x whose bit is set in `bits`, packed, at out; with keys first + lane at keys.
-// Returns how many.
+// Both need room for a whole vector (a register compress and a full store: the memory-destination
+// compress is microcoded on AMD). Returns how many.
 SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<float> x, unsigned bits, std::int32_t first, float* out,
                                                        std::int32_t* keys) {
   const __mmask16 m = static_cast<__mmask16>(bits);
-  _mm512_mask_compressstoreu_ps(out, m, x.v);
-  _mm512_mask_compressstoreu_epi32(keys, m, _mm512_add_epi32(_mm512_set1_epi32(first), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)));
+  _mm512_storeu_ps(out, _mm512_maskz_compress_ps(m, x.v));
+  _mm512_storeu_si512(keys, _mm512_maskz_compress_epi32(m, _mm512_add_epi32(_mm512_set1_epi32(first), _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15))));
   return static_cast<unsigned>(__builtin_popcount(bits));
 }
 SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<double> x, unsigned bits, std::int32_t first, double* out,
@@ -116,6 +118,34 @@ SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<double> x, unsigned b
   _mm256_mask_compressstoreu_epi32(keys, m, _mm256_add_epi32(_mm256_set1_epi32(first), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
   return static_cast<unsigned>(__builtin_popcount(bits));
 }
+// Lanes where a >= b.
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_equal_bits(Vec<float> a, Vec<float> b) {
+  return _mm512_cmp_ps_mask(a.v, b.v, _CMP_GE_OQ);
+}
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_equal_bits(Vec<double> a, Vec<double> b) {
+  return _mm512_cmp_pd_mask(a.v, b.v, _CMP_GE_OQ);
+}
+
+// Packs the lanes of x and of keys[0, lanes) whose bit is set to out and keys_out, which must have room
+// for a whole vector (the lanes past the packed ones are overwritten). out may be the input's own memory
+// at or before it. Returns how many.
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_pairs(Vec<float> x, const std::int32_t* keys, unsigned bits, float* out,
+                                                       std::int32_t* keys_out) {
+  const __mmask16 m = static_cast<__mmask16>(bits);
+  const __m512i k = _mm512_loadu_si512(keys);
+  _mm512_storeu_ps(out, _mm512_maskz_compress_ps(m, x.v));
+  _mm512_storeu_si512(keys_out, _mm512_maskz_compress_epi32(m, k));
+  return static_cast<unsigned>(__builtin_popcount(bits));
+}
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_pairs(Vec<double> x, const std::int32_t* keys, unsigned bits, double* out,
+                                                       std::int32_t* keys_out) {
+  const __mmask8 m = static_cast<__mmask8>(bits);
+  const __m256i k = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(keys));
+  _mm512_storeu_pd(out, _mm512_maskz_compress_pd(m, x.v));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys_out), _mm256_maskz_compress_epi32(m, k));
+  return static_cast<unsigned>(__builtin_popcount(bits));
+}
+
 // x where x > -inf, else 0.
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> zero_if_minus_inf(Vec<float> x) {
   return {_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(-__builtin_inff()), _CMP_NEQ_UQ), x.v)};
@@ -244,6 +274,30 @@ SPARSE_ATTENTION_ALWAYS_INLINE Vec<T> blend(unsigned bits, Vec<T> a, Vec<T> b) {
   b.store(lb);
   for (int l = 0; l < Vec<T>::kLanes; ++l) la[l] = (bits >> l) & 1u ? lb[l] : la[l];
   return Vec<T>::load(la);
+}
+
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_equal_bits(Vec<float> a, Vec<float> b) {
+  return static_cast<unsigned>(_mm256_movemask_ps(_mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ)));
+}
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned greater_equal_bits(Vec<double> a, Vec<double> b) {
+  return static_cast<unsigned>(_mm256_movemask_pd(_mm256_cmp_pd(a.v, b.v, _CMP_GE_OQ)));
+}
+
+// Packs the lanes of x and keys[0, lanes) whose bit is set (lane by lane; see the AVX-512 version).
+template <class T>
+SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_pairs(Vec<T> x, const std::int32_t* keys, unsigned bits, T* out,
+                                                       std::int32_t* keys_out) {
+  T lanes[Vec<T>::kLanes];
+  std::int32_t k[Vec<T>::kLanes];
+  x.store(lanes);
+  std::copy(keys, keys + Vec<T>::kLanes, k);
+  unsigned n = 0;
+  for (; bits != 0; bits &= bits - 1) {
+    const int lane = __builtin_ctz(bits);
+    out[n] = lanes[lane];
+    keys_out[n++] = k[lane];
+  }
+  return n;
 }
 
 // Stores the lanes of x whose bit is set in `bits`, packed (AVX2 has no compress: lane by lane).
