@@ -10,6 +10,7 @@
 #include "sparse_attention/core/block_layout.hpp"
 #include "sparse_attention/core/error.hpp"
 #include "sparse_attention/core/mask_policy.hpp"
+#include "sparse_attention/core/memory.hpp"
 #include "sparse_attention/core/tensor_view.hpp"
 #include "sparse_attention/core/types.hpp"
 

@@ -15,8 +15,8 @@
 
 #include "sparse_attention/core/error.hpp"
 #include "sparse_attention/core/mask_policy.hpp"
+#include "sparse_attention/core/memory.hpp"
 #include "sparse_attention/core/types.hpp"
-#include "sparse_attention/kernel/workspace.hpp"
 #include "sparse_attention/masks/detail.hpp"
 
 namespace sparse_attention {

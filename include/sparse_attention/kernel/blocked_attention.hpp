@@ -27,6 +27,7 @@
 #include "sparse_attention/kernel/eigen_engine.hpp"
 #include "sparse_attention/kernel/parallel.hpp"
 #include "sparse_attention/kernel/problem.hpp"
+#include "sparse_attention/kernel/rows.hpp"
 #include "sparse_attention/kernel/simd_engine.hpp"
 #include "sparse_attention/kernel/workspace.hpp"
 
@@ -138,8 +139,19 @@ class BlockedAttention {
     Engine engine(dims_, engine_scratch);
     engine.begin(&q_(b, h, rows.begin, 0), q_.stride(2), q_.stride(3), rows.size(), p_.scale);
     const BlockLayout::Row row = layout_.row(h, qb);
-    for (std::int32_t kb : row.partial) step</*kMasked=*/true>(engine, b, h, kv_h, rows, kb, pack);
-    for (std::int32_t kb : row.full) step</*kMasked=*/false>(engine, b, h, kv_h, rows, kb, pack);
+    const std::size_t partial = row.partial.size(), tiles = partial + row.full.size();
+    const auto tile = [&](std::size_t n) { return n < partial ? row.partial[n] : row.full[n - partial]; };
+    for (std::size_t n = 0; n < tiles; ++n) {
+      // A next tile that does not follow this one (a random or global block, the jump from the partial
+      // tiles to the full ones) is fetched while this one is computed; consecutive tiles are left to
+      // the hardware prefetcher, which follows them anyway.
+      if (n + 1 < tiles && tile(n + 1) != tile(n) + 1) prefetch_tile(b, kv_h, tile(n + 1));
+      if (n < partial) {
+        step</*kMasked=*/true>(engine, b, h, kv_h, rows, tile(n), pack);
+      } else {
+        step</*kMasked=*/false>(engine, b, h, kv_h, rows, tile(n), pack);
+      }
+    }
 
     T* lse = lse_.data() != nullptr ? &lse_(b, h, rows.begin) : nullptr;
     engine.finish(&out_(b, h, rows.begin, 0), out_.stride(2), out_.stride(3), lse, lse_.stride(2));
@@ -153,6 +165,15 @@ class BlockedAttention {
     const T* v = tile_rows(v_, b, kv_h, cols, p_.value_dim, pack + (pack_k_ ? dims_.block_kv * p_.head_dim : 0), v_stride);
     engine.template step<kMasked>(k, k_stride, v, v_stride, cols.size(),
                                   TileMask<Policy>{policy_, p_.extent(), rows.begin, cols.begin, h});
+  }
+
+  void prefetch_tile(Index b, Index kv_h, Index kb) const {
+    if (pack_k_ || pack_v_) return;
+    const Range cols = layout_.grid().kv_range(kb);
+    for (Index r = cols.begin; r < cols.end; ++r) {
+      prefetch_row(&k_(b, kv_h, r, 0), p_.head_dim);
+      prefetch_row(&v_(b, kv_h, r, 0), p_.value_dim);
+    }
   }
 
   // Rows `cols` of K or V for (b, kv_h), unit-stride within a row: the caller's memory when it is

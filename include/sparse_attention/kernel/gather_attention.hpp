@@ -226,11 +226,6 @@ class GatheredAttention {
     engine.finish(&out_(b, h0, i, 0), out_.stride(1), out_.stride(3), lse, lse_.stride(1));
   }
 
-  static void prefetch_row(const T* row, Index dim) {
-    const char* bytes = reinterpret_cast<const char*>(row);
-    for (Index off = 0; off < dim * static_cast<Index>(sizeof(T)); off += 64) __builtin_prefetch(bytes + off, 0, 2);
-  }
-
   // Row `key` of K or V for (b, g): in place when unit-stride along dim, else copied to `pack`.
   static const T* row(const TensorView<const T>& t, Index b, Index g, Index key, Index dim, T* pack) {
     const T* base = &t(b, g, key, 0);

@@ -7,10 +7,6 @@
 #include <new>
 #include <type_traits>
 
-#if defined(__linux__)
-#include <sys/mman.h>
-#endif
-
 #include "sparse_attention/core/types.hpp"
 
 namespace sparse_attention::detail {
@@ -44,23 +40,6 @@ class AlignedBuffer {
   std::unique_ptr<T, Free> data_;
   Index size_ = 0;
 };
-
-// A large array of trivially copyable T (uninitialised), shared. From 2 MiB up it is aligned to 2 MiB
-// and, on Linux, advised for transparent huge pages: a DSA selection at n = 32768, k = 2048 is 256 MB,
-// whose first touch in 4 KiB pages is 65536 page faults (a quarter of the indexer's time).
-template <class T>
-std::shared_ptr<T[]> allocate_large(Index count) {
-  static_assert(std::is_trivially_copyable_v<T>, "allocate_large holds plain numbers only");
-  constexpr std::size_t kHuge = std::size_t{2} << 20;
-  const std::size_t bytes = static_cast<std::size_t>(count) * sizeof(T);
-  const std::size_t alignment = bytes >= kHuge ? kHuge : kScratchAlignment;
-  const std::size_t size = (bytes + alignment - 1) / alignment * alignment;
-  void* p = ::operator new(size == 0 ? alignment : size, std::align_val_t{alignment});
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  if (bytes >= kHuge) madvise(p, size, MADV_HUGEPAGE);  // advice only: failure leaves 4 KiB pages
-#endif
-  return std::shared_ptr<T[]>(static_cast<T*>(p), [alignment](T* q) { ::operator delete(q, std::align_val_t{alignment}); });
-}
 
 // Carves consecutive 64-byte aligned arrays out of one AlignedBuffer.
 template <class T>
