@@ -16,14 +16,10 @@
 
 namespace sa = sparse_attention;
 using sa::testing::Problem;
+using sa::testing::same_bits;
 using sa::testing::Shape;
 
 namespace {
-
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
-}
 
 // Output and LSE of one call with the given thread count, into fresh buffers.
 using Run = std::function<std::pair<std::vector<float>, std::vector<float>>(int threads)>;

@@ -245,4 +245,10 @@ std::string check_selection_against_reference(const Problem<T>& p, const Selecti
   return why.str();
 }
 
+// Bit-for-bit equality of two result buffers (NaN payloads and signed zeros included).
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0);
+}
+
 }  // namespace sparse_attention::testing

@@ -68,8 +68,6 @@ std::vector<Index> segment_ids(Source& s, Index n) {
   return ids;
 }
 
-inline std::string str(Index x) { return std::to_string(x); }
-
 }  // namespace random_cases_detail
 
 // Largest sizes drawn: the sweep's defaults; the fuzzer draws smaller problems, for more executions.
@@ -101,7 +99,7 @@ CaseOutcome run_random_case(Source& s, CaseLimits limits = {}) {
 
   CaseOutcome r;
   auto check = [&](const auto& policy, std::string name) {
-    r.policy = name + " block " + rc::str(block.q) + "x" + rc::str(block.kv) + " " + shape.str() + " threads " +
+    r.policy = name + " block " + std::to_string(block.q) + "x" + std::to_string(block.kv) + " " + shape.str() + " threads " +
                std::to_string(threads) + " seed " + std::to_string(data_seed);
     r.failure = check_against_reference(p, policy, block, threads);
   };
@@ -111,42 +109,42 @@ CaseOutcome run_random_case(Source& s, CaseLimits limits = {}) {
       case 1: check(Causal{}, "Causal"); break;
       case 2: {
         const Index left = s.pick(-1, 40), right = s.pick(-1, 40);
-        check(LocalWindow(left, right), "LocalWindow(" + rc::str(left) + ", " + rc::str(right) + ")");
+        check(LocalWindow(left, right), "LocalWindow(" + std::to_string(left) + ", " + std::to_string(right) + ")");
         break;
       }
       case 3: {
         const Index l = s.pick(1, 20);
         const bool causal = s.pick(0, 1) == 1;
-        check(Strided(l, causal), "Strided(" + rc::str(l) + ", " + rc::str(causal) + ")");
+        check(Strided(l, causal), "Strided(" + std::to_string(l) + ", " + std::to_string(causal) + ")");
         break;
       }
       case 4: {
         const Index w = s.pick(1, 20), c = s.pick(1, w);
         const bool causal = s.pick(0, 1) == 1;
-        check(Fixed(w, c, causal), "Fixed(" + rc::str(w) + ", " + rc::str(c) + ", " + rc::str(causal) + ")");
+        check(Fixed(w, c, causal), "Fixed(" + std::to_string(w) + ", " + std::to_string(c) + ", " + std::to_string(causal) + ")");
         break;
       }
       case 5: {
         const Index patterns = s.pick(1, 4), c = s.pick(1, 4), w = patterns * c + s.pick(0, 8);
         const bool causal = s.pick(0, 1) == 1;
         check(Fixed::sparse_transformer(w, c, patterns, causal),
-              "Fixed::sparse_transformer(" + rc::str(w) + ", " + rc::str(c) + ", " + rc::str(patterns) + ")");
+              "Fixed::sparse_transformer(" + std::to_string(w) + ", " + std::to_string(c) + ", " + std::to_string(patterns) + ")");
         break;
       }
       case 6: {
         const Index w = s.pick(0, 20);
         const std::vector<Index> globals = rc::sorted_subset(s, n, 4);
         const bool causal = s.pick(0, 1) == 1;
-        check(Longformer(w, globals, causal), "Longformer(" + rc::str(w) + ", " + rc::str(Index(globals.size())) +
-                                                  " globals, " + rc::str(causal) + ")");
+        check(Longformer(w, globals, causal), "Longformer(" + std::to_string(w) + ", " + std::to_string(Index(globals.size())) +
+                                                  " globals, " + std::to_string(causal) + ")");
         break;
       }
       case 7: {
         const Index b = s.pick(1, 16), g = s.pick(0, 2), rnd = s.pick(0, 3);
         const auto seed = static_cast<std::uint64_t>(s.pick(0, 1000));
         const bool causal = s.pick(0, 1) == 1;
-        check(BigBird(b, g, rnd, seed, causal), "BigBird(" + rc::str(b) + ", " + rc::str(g) + ", " + rc::str(rnd) +
-                                                    ", " + std::to_string(seed) + ", " + rc::str(causal) + ")");
+        check(BigBird(b, g, rnd, seed, causal), "BigBird(" + std::to_string(b) + ", " + std::to_string(g) + ", " + std::to_string(rnd) +
+                                                    ", " + std::to_string(seed) + ", " + std::to_string(causal) + ")");
         break;
       }
       case 8: {
@@ -166,8 +164,8 @@ CaseOutcome run_random_case(Source& s, CaseLimits limits = {}) {
         for (auto& bit : bits) bit = s.pick(1, density) == 1 ? 1 : 0;
         const bool causal = s.pick(0, 1) == 1;
         check(BlockMask::from_bitmap(bits, heads, qb, kb, mb, causal),
-              "BlockMask(" + rc::str(heads) + " heads, " + rc::str(mb.q) + "x" + rc::str(mb.kv) + ", causal " +
-                  rc::str(causal) + ")");
+              "BlockMask(" + std::to_string(heads) + " heads, " + std::to_string(mb.q) + "x" + std::to_string(mb.kv) + ", causal " +
+                  std::to_string(causal) + ")");
         break;
       }
       case 10: {
@@ -193,7 +191,7 @@ CaseOutcome run_random_case(Source& s, CaseLimits limits = {}) {
             if (s.pick(0, 5) != 0) lists[static_cast<std::size_t>(row * k + t)] = keys[static_cast<std::size_t>(t)];
         }
         const TokenTopK selection = TokenTopK::from_indices(lists, shape.batch, groups, shape.seq_q, k, n);
-        r.policy = "TokenTopK(k " + rc::str(k) + ", groups " + rc::str(groups) + ") " + shape.str() + " seed " +
+        r.policy = "TokenTopK(k " + std::to_string(k) + ", groups " + std::to_string(groups) + ") " + shape.str() + " seed " +
                    std::to_string(data_seed);
         r.failure = check_selection_against_reference(p, selection, [&](Index b) { return selection.mask(b, shape.q_heads); });
         break;
@@ -205,7 +203,7 @@ CaseOutcome run_random_case(Source& s, CaseLimits limits = {}) {
         }
         const Index k = s.pick(1, 6), b = s.pick(1, 40);
         const BlockTopK selection = BlockTopK::select(p.qv(), p.kv(), k, b);
-        r.policy = "BlockTopK(k " + rc::str(k) + ", block " + rc::str(b) + ") " + shape.str() + " seed " +
+        r.policy = "BlockTopK(k " + std::to_string(k) + ", block " + std::to_string(b) + ") " + shape.str() + " seed " +
                    std::to_string(data_seed);
         r.failure = check_selection_against_reference(p, selection, [&](Index bi) -> const BlockMask& { return selection.mask(bi); });
         break;

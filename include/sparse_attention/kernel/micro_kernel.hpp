@@ -88,24 +88,22 @@ void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, Rows a, Index col0,
       asm("" : "+r"(ak));
 #endif
       V bk[NV];
+      [[maybe_unused]] NonZero<T> live[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) bk[v] = V::load(b + k * ldb + v * W);
-      if constexpr (kSkipZeroB) {
-        NonZero<T> live[NV];
-#pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) live[v] = nonzero(bk[v]);
+      for (int v = 0; v < NV; ++v) {
+        bk[v] = V::load(b + k * ldb + v * W);
+        if constexpr (kSkipZeroB) live[v] = nonzero(bk[v]);
+      }
 #pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) {
-          const V ar = V::set1(ak[r]);
+      for (int r = 0; r < R; ++r) {
+        const V ar = V::set1(ak[r]);
 #pragma GCC unroll 8
-          for (int v = 0; v < NV; ++v) acc[r][v] = fma_where(live[v], ar, bk[v], acc[r][v]);
-        }
-      } else {
-#pragma GCC unroll 16
-        for (int r = 0; r < R; ++r) {
-          const V ar = V::set1(ak[r]);
-#pragma GCC unroll 8
-          for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, bk[v], acc[r][v]);
+        for (int v = 0; v < NV; ++v) {
+          if constexpr (kSkipZeroB) {
+            acc[r][v] = fma_where(live[v], ar, bk[v], acc[r][v]);
+          } else {
+            acc[r][v] = fma(ar, bk[v], acc[r][v]);
+          }
         }
       }
     }
