@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 #include <limits>
 #include <memory>
 #include <new>
@@ -35,10 +34,10 @@ struct HugePageAllocator {
   T* allocate(std::size_t n) {
     constexpr auto kMaxBytes = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) - kHugePage;
     if (n > kMaxBytes / sizeof(T)) throw std::bad_array_new_length();
-    const std::size_t bytes = n * sizeof(T), alignment = alignment_for(bytes);
-    void* p = ::operator new(round_up(bytes, alignment), std::align_val_t{alignment});
+    const std::size_t alignment = alignment_for(n * sizeof(T)), size = round_up(n * sizeof(T), alignment);
+    void* p = ::operator new(size, std::align_val_t{alignment});
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    if (alignment == kHugePage) madvise(p, round_up(bytes, alignment), MADV_HUGEPAGE);  // advice: may be ignored
+    if (alignment == kHugePage) madvise(p, size, MADV_HUGEPAGE);  // advice: may be ignored
 #endif
     return static_cast<T*>(p);
   }

@@ -180,23 +180,19 @@ class RowTopK {
     largest = simd::reduce_max(up), smallest = -simd::reduce_max(down);
 #endif
     for (; t < n_; ++t) largest = std::max(largest, scores_[t]), smallest = std::min(smallest, scores_[t]);
-    const U high_bits = order_bits(largest), differ = high_bits ^ order_bits(smallest);
-    if (differ == 0) {  // all scores equal: only an exact selection (by key) can shrink the buffer
+    const auto select_exactly = [&] {
       threshold_ = select_best(scores_, keys_, n_, k_, cut_.bits, cut_.tmp_bits, cut_.tmp_scores, cut_.tmp_keys);
       n_ = k_;
-      return;
-    }
+    };
+    const U high_bits = order_bits(largest), differ = high_bits ^ order_bits(smallest);
+    if (differ == 0) return select_exactly();  // all scores equal: only a selection by key can shrink
     const int shift = std::max(0, kWidth - std::countl_zero(differ) - kDigit);
     std::uint32_t count[1 << kDigit] = {};
     for (t = 0; t < n_; ++t) ++count[(order_bits(scores_[t]) >> shift) & ((U{1} << kDigit) - 1)];
     Index at_or_above = 0;
     int v = (1 << kDigit) - 1;
     for (; v > 0 && at_or_above + count[v] < k_; --v) at_or_above += count[v];
-    if (at_or_above + count[v] >= n_ - kSlack) {  // one bucket holds nearly everything: select exactly
-      threshold_ = select_best(scores_, keys_, n_, k_, cut_.bits, cut_.tmp_bits, cut_.tmp_scores, cut_.tmp_keys);
-      n_ = k_;
-      return;
-    }
+    if (at_or_above + count[v] >= n_ - kSlack) return select_exactly();  // one bucket holds nearly all
     // The lowest score in bucket v (the bits above the digit are shared by every candidate): the
     // candidates at or above it stay. Scores are never NaN here (offer's comparison drops them).
     const U high = shift + kDigit >= kWidth ? U{0} : high_bits & ~((U{1} << (shift + kDigit)) - 1);

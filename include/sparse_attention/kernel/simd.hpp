@@ -114,8 +114,9 @@ SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<float> x, unsigned bi
 SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<double> x, unsigned bits, std::int32_t first, double* out,
                                                        std::int32_t* keys) {
   const __mmask8 m = static_cast<__mmask8>(bits);
-  _mm512_mask_compressstoreu_pd(out, m, x.v);
-  _mm256_mask_compressstoreu_epi32(keys, m, _mm256_add_epi32(_mm256_set1_epi32(first), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+  _mm512_storeu_pd(out, _mm512_maskz_compress_pd(m, x.v));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys),
+                      _mm256_maskz_compress_epi32(m, _mm256_add_epi32(_mm256_set1_epi32(first), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))));
   return static_cast<unsigned>(__builtin_popcount(bits));
 }
 // Lanes where a >= b.
@@ -304,15 +305,9 @@ SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_pairs(Vec<T> x, const std::int3
 template <class T>
 SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<T> x, unsigned bits, std::int32_t first, T* out,
                                                        std::int32_t* keys) {
-  T lanes[Vec<T>::kLanes];
-  x.store(lanes);
-  unsigned n = 0;
-  for (; bits != 0; bits &= bits - 1) {
-    const int lane = __builtin_ctz(bits);
-    out[n] = lanes[lane];
-    keys[n++] = first + lane;
-  }
-  return n;
+  std::int32_t lane_keys[Vec<T>::kLanes];
+  for (int lane = 0; lane < Vec<T>::kLanes; ++lane) lane_keys[lane] = first + lane;
+  return compress_pairs(x, lane_keys, bits, out, keys);
 }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> zero_if_minus_inf(Vec<float> x) {
   return {_mm256_and_ps(_mm256_cmp_ps(x.v, _mm256_set1_ps(-__builtin_inff()), _CMP_NEQ_UQ), x.v)};
