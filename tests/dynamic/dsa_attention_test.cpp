@@ -128,6 +128,63 @@ TEST(Gather, BitIdenticalAcrossThreadCounts) {
   }
 }
 
+// One KV head per query head goes row by row, in blocks of tokens walking the keys chunk by chunk
+// (chunks of 256 KB of K/V rows, blocks of 512 KB of query rows). At D = 128, Dv = 64 a chunk is 320
+// keys for float, 128 for double, and 700 tokens make two blocks (float) or three (double): the lists
+// cross chunk and block boundaries.
+TYPED_TEST(GatherTest, RowPathAcrossChunksAndBlocks) {
+  using T = TypeParam;
+  const Shape s{1, 2, 2, 700, 700, 128, 64, true};
+  const Problem<T> p(s, 21);
+  const IndexerInputs<T> in(1, 700, 700, 2, 8, 22);
+  const sa::TokenTopK sel = sa::lightning_top_k<T>(in.qv(), in.kv(), in.wv(), 150);
+  EXPECT_TRUE(gather_matches_reference(p, sel));
+
+  // A row's result depends on its own list only: the same rows from a chunk of queries that starts
+  // inside a block, and from any thread count, are bit-identical.
+  std::vector<T> full(static_cast<std::size_t>(p.out_size())), again(full.size());
+  sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(full), sel, {.num_threads = 1});
+  for (int threads : {2, 3}) {
+    sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(again), sel, {.num_threads = threads});
+    EXPECT_TRUE(sa::testing::same_bits(full, again)) << threads;
+  }
+  const sa::Index first = 400, n = 300;  // the last rows (bottom-right alignment), from inside a block
+  const IndexerInputs<T> part = in.chunk(first, n);
+  const sa::TokenTopK part_sel = sa::lightning_top_k<T>(part.qv(), part.kv(), part.wv(), 150);
+  const auto q = sa::bshd<const T>(p.q.data() + first * 2 * 128, 1, n, 2, 128);
+  std::vector<T> out(static_cast<std::size_t>(n * 2 * 64));
+  sa::attention<T>(q, p.kv(), p.vv(), sa::bshd(out.data(), 1, n, 2, 64), part_sel);
+  EXPECT_EQ(0, std::memcmp(out.data(), full.data() + first * 2 * 64, out.size() * sizeof(T)));
+}
+
+// K and V whose head dimension is not contiguous ([B, H, D, S] storage) are copied row by row: the
+// same result as the contiguous layout, on the lane path (MQA) and on the row path (MHA).
+TYPED_TEST(GatherTest, StridedHeadDimension) {
+  using T = TypeParam;
+  for (const Shape& s : {Shape{1, 16, 1, 90, 90, 32, 24, false}, Shape{1, 3, 3, 90, 90, 32, 24, false}}) {
+    const Problem<T> p(s, 31);
+    const IndexerInputs<T> in(1, 90, 90, 2, 8, 32);
+    const sa::TokenTopK sel = sa::lightning_top_k<T>(in.qv(), in.kv(), in.wv(), 70);
+    ASSERT_TRUE(gather_matches_reference(p, sel)) << s.str();
+    // [B, H, D, S] copies of K and V, seen as [B, H, S, D] views with stride S along D.
+    const auto transposed = [&](const std::vector<T>& x, sa::Index dim) {
+      std::vector<T> t(x.size());
+      for (sa::Index h = 0; h < s.kv_heads; ++h)
+        for (sa::Index j = 0; j < 90; ++j)
+          for (sa::Index c = 0; c < dim; ++c)
+            t[static_cast<std::size_t>((h * dim + c) * 90 + j)] = x[static_cast<std::size_t>((h * 90 + j) * dim + c)];
+      return t;
+    };
+    const std::vector<T> kt = transposed(p.k, 32), vt = transposed(p.v, 24);
+    const sa::TensorView<const T> k(kt.data(), {1, s.kv_heads, 90, 32}, {s.kv_heads * 32 * 90, 32 * 90, 1, 90});
+    const sa::TensorView<const T> v(vt.data(), {1, s.kv_heads, 90, 24}, {s.kv_heads * 24 * 90, 24 * 90, 1, 90});
+    std::vector<T> contiguous(static_cast<std::size_t>(p.out_size())), strided(contiguous.size());
+    sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(contiguous), sel);
+    sa::attention<T>(p.qv(), k, v, p.out_view(strided), sel);
+    EXPECT_TRUE(sa::testing::same_bits(contiguous, strided)) << s.str();
+  }
+}
+
 TEST(Gather, RejectsMismatchedSelections) {
   const Problem<float> p(Shape{1, 4, 2, 10, 10, 8, 8, false}, 1);
   std::vector<float> out(static_cast<std::size_t>(p.out_size()));

@@ -173,6 +173,30 @@ SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> exp2(Vec<double> x) {
   return {_mm512_scalef_pd(p, n)};
 }
 
+// Lane j of the result: the sum of the lanes of acc[j] (one dot product per lane, 16 of them).
+// Pairs of vectors are folded within 128-bit lanes twice, then the 128-bit lanes across vectors.
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> sum_lanes(const Vec<float> (&acc)[16]) {
+  __m512 quads[4];
+  for (int g = 0; g < 4; ++g) {
+    __m512 pairs[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m512 x = acc[4 * g + 2 * h].v, y = acc[4 * g + 2 * h + 1].v;
+      pairs[h] = _mm512_add_ps(_mm512_unpacklo_ps(x, y), _mm512_unpackhi_ps(x, y));
+    }
+    const __m512d a = _mm512_castps_pd(pairs[0]), b = _mm512_castps_pd(pairs[1]);
+    // 128-bit lane l: the partial sums over lane l of acc[4g .. 4g + 3].
+    quads[g] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+  }
+  const __m512 halves01 = _mm512_add_ps(_mm512_shuffle_f32x4(quads[0], quads[1], 0x88), _mm512_shuffle_f32x4(quads[0], quads[1], 0xdd));
+  const __m512 halves23 = _mm512_add_ps(_mm512_shuffle_f32x4(quads[2], quads[3], 0x88), _mm512_shuffle_f32x4(quads[2], quads[3], 0xdd));
+  return {_mm512_add_ps(_mm512_shuffle_f32x4(halves01, halves23, 0x88), _mm512_shuffle_f32x4(halves01, halves23, 0xdd))};
+}
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> sum_lanes(const Vec<double> (&acc)[8]) {
+  alignas(64) double sums[8];
+  for (int j = 0; j < 8; ++j) sums[j] = _mm512_reduce_add_pd(acc[j].v);
+  return {_mm512_load_pd(sums)};
+}
+
 // Transposes the 16 x 16 block src[r * ld + c] (r, c < 16) into 16 vectors: out[c] holds column c.
 SPARSE_ATTENTION_ALWAYS_INLINE void transpose16(const float* src, std::int64_t ld, __m512 (&out)[16]) {
   __m512 a[16], b[16];
@@ -299,6 +323,14 @@ SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_pairs(Vec<T> x, const std::int3
     keys_out[n++] = k[lane];
   }
   return n;
+}
+
+// Lane j of the result: the sum of the lanes of acc[j].
+template <class T>
+SPARSE_ATTENTION_ALWAYS_INLINE Vec<T> sum_lanes(const Vec<T> (&acc)[Vec<T>::kLanes]) {
+  alignas(32) T sums[Vec<T>::kLanes];
+  for (int j = 0; j < Vec<T>::kLanes; ++j) sums[j] = reduce_add(acc[j]);
+  return Vec<T>::load(sums);
 }
 
 // Stores the lanes of x whose bit is set in `bits`, packed (AVX2 has no compress: lane by lane).
