@@ -129,9 +129,9 @@ TEST(Gather, BitIdenticalAcrossThreadCounts) {
 }
 
 // One KV head per query head goes row by row, in blocks of tokens walking the keys chunk by chunk
-// (chunks of 256 KB of K/V rows, blocks of 512 KB of query rows). At D = 128, Dv = 64 a chunk is 320
-// keys for float, 128 for double, and 700 tokens make two blocks (float) or three (double): the lists
-// cross chunk and block boundaries.
+// (chunks of 256 KB of K/V rows: at D = 128, Dv = 64, 320 keys for float, 128 for double; blocks of at
+// most 512 KB of query rows, and at least four per thread when there are few heads): the lists cross
+// chunk and block boundaries, and the blocks differ between thread counts.
 TYPED_TEST(GatherTest, RowPathAcrossChunksAndBlocks) {
   using T = TypeParam;
   const Shape s{1, 2, 2, 700, 700, 128, 64, true};

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 // Attention over a token-level selection (TokenTopK, DSA): every query row attends to exactly the keys
-// of its list. One work item is one query token and one KV head: the Hq / Hkv query heads of the group
-// share its list, so they sit in the vector lanes and each gathered K/V row serves all of them at once.
-// The selected rows are read in place through row-pointer tables, 64 keys per tile step, with the same
-// online softmax as the blocked kernel. No seq_q x seq_k structure is ever built.
+// of its list, with the same online softmax as the blocked kernel. Two paths:
+// - lanes (GQA/MQA groups that fill a vector): one work item is one query token and one KV head; the
+//   Hq / Hkv query heads of the group share its list, so they sit in the vector lanes and each gathered
+//   K/V row serves all of them at once. Rows are read in place through row-pointer tables, 64 keys per
+//   tile step, the next tile's rows prefetched.
+// - rows (MHA, small groups): blocks of query tokens walk their keys in chunks; a chunk's selected K/V
+//   rows are copied once into an L2-resident buffer and serve every row of the block (RowGather).
+// No seq_q x seq_k structure is ever built.
 #pragma once
 
 #include <algorithm>
@@ -220,6 +224,9 @@ class GatheredAttention {
     const auto row_bytes = static_cast<Index>((p_.head_dim + p_.value_dim) * static_cast<Index>(sizeof(T)));
     chunk_keys_ = std::max<Index>(kTileKeys, static_cast<Index>(kChunkBytes) / std::max<Index>(row_bytes, 1) / kTileKeys * kTileKeys);
     block_tokens_ = std::clamp<Index>(static_cast<Index>(kBlockBytes) / std::max<Index>(row_bytes * group, 1), 1, p_.seq_q);
+    // Few (batch, KV head) pairs: smaller blocks, at least four per thread (results do not depend on it).
+    const Index pairs = p_.batch * p_.kv_heads, wanted = 4 * thread_count(num_threads, pairs * p_.seq_q);
+    if (pairs < wanted) block_tokens_ = std::min(block_tokens_, ceil_div(p_.seq_q, ceil_div(wanted, pairs)));
     k_stride_ = round_up_vector(p_.head_dim), v_stride_ = round_up_vector(p_.value_dim);
     const Index blocks = ceil_div(p_.seq_q, block_tokens_);
     const Index items = p_.batch * p_.kv_heads * blocks;
