@@ -387,9 +387,8 @@ class GatheredAttention {
 
   // Row `key` of K or V for (b, g): in place when unit-stride along dim, else copied to `pack`.
   static const T* row(const TensorView<const T>& t, Index b, Index g, Index key, Index dim, T* pack) {
-    const T* base = &t(b, g, key, 0);
-    if (pack == nullptr) return base;
-    for (Index c = 0; c < dim; ++c) pack[c] = base[c * t.stride(3)];
+    if (pack == nullptr) return &t(b, g, key, 0);
+    copy_row(t, b, g, key, dim, pack);
     return pack;
   }
 
