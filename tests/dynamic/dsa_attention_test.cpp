@@ -128,33 +128,45 @@ TEST(Gather, BitIdenticalAcrossThreadCounts) {
   }
 }
 
-// One KV head per query head goes row by row, in blocks of tokens walking the keys chunk by chunk
-// (chunks of 256 KB of K/V rows: at D = 128, Dv = 64, 320 keys for float, 128 for double; blocks of at
-// most 512 KB of query rows, and at least four per thread when there are few heads): the lists cross
-// chunk and block boundaries, and the blocks differ between thread counts.
-TYPED_TEST(GatherTest, RowPathAcrossChunksAndBlocks) {
-  using T = TypeParam;
-  const Shape s{1, 2, 2, 700, 700, 128, 64, true};
-  const Problem<T> p(s, 21);
-  const IndexerInputs<T> in(1, 700, 700, 2, 8, 22);
-  const sa::TokenTopK sel = sa::lightning_top_k<T>(in.qv(), in.kv(), in.wv(), 150);
+// Both gather paths walk the keys in chunks of fixed positions, a block of query tokens at a time. For a
+// BSHD problem that crosses chunk and block boundaries: the oracle, then a row's result depends on its
+// own list only -- the same bits from any thread count and from a chunk of queries starting at `first`,
+// inside a block (bottom-right alignment: the last rows).
+template <class T>
+void expect_chunk_walk_exact(const Shape& s, sa::Index k, sa::Index first, std::uint64_t seed) {
+  SCOPED_TRACE(s.str());
+  const Problem<T> p(s, seed);
+  const IndexerInputs<T> in(1, s.seq_q, s.seq_k, 2, 8, seed + 1);
+  const sa::TokenTopK sel = sa::lightning_top_k<T>(in.qv(), in.kv(), in.wv(), k);
   EXPECT_TRUE(gather_matches_reference(p, sel));
 
-  // A row's result depends on its own list only: the same rows from a chunk of queries that starts
-  // inside a block, and from any thread count, are bit-identical.
   std::vector<T> full(static_cast<std::size_t>(p.out_size())), again(full.size());
   sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(full), sel, {.num_threads = 1});
   for (int threads : {2, 3}) {
     sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(again), sel, {.num_threads = threads});
     EXPECT_TRUE(sa::testing::same_bits(full, again)) << threads;
   }
-  const sa::Index first = 400, n = 300;  // the last rows (bottom-right alignment), from inside a block
+  const sa::Index n = s.seq_q - first;
   const IndexerInputs<T> part = in.chunk(first, n);
-  const sa::TokenTopK part_sel = sa::lightning_top_k<T>(part.qv(), part.kv(), part.wv(), 150);
-  const auto q = sa::bshd<const T>(p.q.data() + first * 2 * 128, 1, n, 2, 128);
-  std::vector<T> out(static_cast<std::size_t>(n * 2 * 64));
-  sa::attention<T>(q, p.kv(), p.vv(), sa::bshd(out.data(), 1, n, 2, 64), part_sel);
-  EXPECT_EQ(0, std::memcmp(out.data(), full.data() + first * 2 * 64, out.size() * sizeof(T)));
+  const sa::TokenTopK part_sel = sa::lightning_top_k<T>(part.qv(), part.kv(), part.wv(), k);
+  const auto q = sa::bshd<const T>(p.q.data() + first * s.q_heads * s.head_dim, 1, n, s.q_heads, s.head_dim);
+  std::vector<T> out(static_cast<std::size_t>(n * s.q_heads * s.value_dim));
+  sa::attention<T>(q, p.kv(), p.vv(), sa::bshd(out.data(), 1, n, s.q_heads, s.value_dim), part_sel);
+  EXPECT_EQ(0, std::memcmp(out.data(), full.data() + first * s.q_heads * s.value_dim, out.size() * sizeof(T)));
+}
+
+// One KV head per query head goes row by row: chunks of 256 KB of K/V rows (at D = 128, Dv = 64: 320
+// keys for float, 128 for double), blocks of at most 512 KB of query rows and at least four per thread
+// when there are few heads (so the blocks also differ between thread counts).
+TYPED_TEST(GatherTest, RowPathAcrossChunksAndBlocks) {
+  expect_chunk_walk_exact<TypeParam>(Shape{1, 2, 2, 700, 700, 128, 64, true}, 150, 400, 21);
+}
+
+// A KV group filling the vector lanes (5 query heads on one KV head) goes token by token, one tile
+// engine each: chunks of 512 KB of K/V rows (at D = Dv = 256: 256 keys for float, 128 for double),
+// blocks of 2 MB of engine states (~56 tokens here); lists of 100 keys also split into tiles of 64.
+TYPED_TEST(GatherTest, LanePathAcrossChunksAndBlocks) {
+  expect_chunk_walk_exact<TypeParam>(Shape{1, 5, 1, 300, 300, 256, 256, true}, 100, 130, 23);
 }
 
 // K and V whose head dimension is not contiguous ([B, H, D, S] storage) are copied row by row: the
