@@ -2,6 +2,12 @@
 // The lightning indexer's top-k against the dense double-precision indexer, and TokenTopK lists.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
 #include "dynamic/dsa_common.hpp"
 
 namespace sa = sparse_attention;
@@ -102,6 +108,51 @@ TEST(LightningIndexer, SameSelectionForEveryThreadCount) {
   for (int threads : {2, 3})
     EXPECT_EQ(as_vector(one.indices()),
               as_vector(sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 20, {.num_threads = threads}).indices()));
+}
+
+// The exact selection behind every top-k (detail::select_best) on values at the edges of the float
+// range -- infinities, the largest finite values, denormals, signed zeros (equal: the smaller key
+// wins) -- where a radix bucket's edge can be a NaN bit pattern, against sorting by (score desc, key asc).
+template <class T>
+void expect_select_best_sorts(std::uint64_t seed) {
+  constexpr T kInf = std::numeric_limits<T>::infinity(), kMax = std::numeric_limits<T>::max();
+  constexpr T kTiny = std::numeric_limits<T>::denorm_min();
+  const T pool[] = {-kInf, -kMax, -kMax / 2, T(-1), -kTiny, T(-0.0), T(0), kTiny, T(1), T(1.5), kMax / 2, kMax, kInf};
+  std::mt19937_64 rng(seed);
+  for (int trial = 0; trial < 300; ++trial) {
+    const auto n = static_cast<sa::Index>(1 + rng() % 200);
+    const auto k = static_cast<sa::Index>(1 + rng() % static_cast<std::uint64_t>(n));
+    std::vector<T> scores(static_cast<std::size_t>(n));
+    std::vector<std::int32_t> keys(scores.size());
+    for (sa::Index t = 0; t < n; ++t) {
+      // Mostly the edge values, some spread ones, a few values a unit in the last place apart.
+      const auto pick = rng() % 4;
+      T x = pool[rng() % std::size(pool)];
+      if (pick == 1) x = std::ldexp(T(1) + T(rng() % 1000) / 1000, static_cast<int>(rng() % 200) - 100) * (rng() % 2 ? 1 : -1);
+      if (pick == 2 && std::isfinite(x)) x = std::nextafter(x, kInf);
+      scores[static_cast<std::size_t>(t)] = x;
+      keys[static_cast<std::size_t>(t)] = static_cast<std::int32_t>((t * 7919) % n);  // a permutation: n < 7919
+    }
+    std::vector<std::pair<T, std::int32_t>> expected;
+    for (sa::Index t = 0; t < n; ++t) expected.emplace_back(scores[static_cast<std::size_t>(t)], keys[static_cast<std::size_t>(t)]);
+    std::sort(expected.begin(), expected.end(), [](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first : a.second < b.second;
+    });
+    std::vector<T> tmp_scores(scores.size());
+    std::vector<std::int32_t> tmp_keys(scores.size());
+    const T worst = sa::detail::select_best(scores.data(), keys.data(), n, k, tmp_scores.data(), tmp_keys.data());
+    std::vector<std::int32_t> chosen(keys.begin(), keys.begin() + k), want;
+    for (sa::Index t = 0; t < k; ++t) want.push_back(expected[static_cast<std::size_t>(t)].second);
+    std::sort(chosen.begin(), chosen.end());
+    std::sort(want.begin(), want.end());
+    ASSERT_EQ(want, chosen) << "trial " << trial << " n " << n << " k " << k;
+    EXPECT_EQ(expected[static_cast<std::size_t>(k - 1)].first, worst) << "trial " << trial;
+  }
+}
+
+TEST(LightningIndexer, ExactSelectionAtTheEdgesOfTheRange) {
+  expect_select_best_sorts<float>(41);
+  expect_select_best_sorts<double>(42);
 }
 
 TEST(LightningIndexer, RejectsBadArguments) {

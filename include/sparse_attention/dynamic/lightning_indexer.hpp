@@ -58,53 +58,129 @@ T from_order_bits(OrderBits<T> bits) {
   return std::bit_cast<T>((bits & kSign) ? bits & ~kSign : ~bits);
 }
 
-// Moves the k best of (scores, keys)[0, n) -- larger score first, then smaller key -- to [0, k), in no
-// particular order, and returns the k-th best score. A radix select over the scores' order bits, 11 bits
-// a pass, from the highest bit where the candidates differ: each pass histograms the undecided candidates
-// and settles all but one digit's worth; the scatters use conditional increments, so the cost does not
-// depend on how the input is arranged (nth_element degrades on the half-sorted buffers a stream leaves).
-// Candidates with equal scores at the boundary go by smaller key. bits/tmp_*: n elements of scratch.
-template <class T>
-T select_best(T* scores, std::int32_t* keys, Index n, Index k, OrderBits<T>* bits, OrderBits<T>* tmp_bits,
-              T* tmp_scores, std::int32_t* tmp_keys) {
-  using U = OrderBits<T>;
-  constexpr int kDigit = 11, kWidth = 8 * sizeof(U);
-  U differ = 0;
-  for (Index t = 0; t < n; ++t) bits[t] = order_bits(scores[t]);
-  for (Index t = 1; t < n; ++t) differ |= bits[t] ^ bits[0];
-  Index chosen = 0, lo = 0, hi = n, need = k;
-  int shift = differ == 0 ? -1 : std::max(0, kWidth - std::countl_zero(differ) - kDigit);
-  for (; shift >= 0 && need > 0 && hi - lo > need; shift = shift == 0 ? -1 : std::max(0, shift - kDigit)) {
-    Index count[1 << kDigit] = {};
-    for (Index t = lo; t < hi; ++t) ++count[(bits[t] >> shift) & ((U{1} << kDigit) - 1)];
-    Index above = 0;
-    int v = (1 << kDigit) - 1;
-    for (; v > 0 && above + count[v] < need; --v) above += count[v];
-    Index keep = chosen, undecided = 0;
-    for (Index t = lo; t < hi; ++t) {
-      const auto digit = static_cast<int>((bits[t] >> shift) & ((U{1} << kDigit) - 1));
-      const U b = bits[t];
-      const T sc = scores[t];
-      const std::int32_t key = keys[t];
-      bits[keep] = b, scores[keep] = sc, keys[keep] = key;
-      keep += digit > v ? 1 : 0;
-      tmp_bits[undecided] = b, tmp_scores[undecided] = sc, tmp_keys[undecided] = key;
-      undecided += digit == v ? 1 : 0;
+// The 11-bit digits (order_bits(x) >> shift) & 2047 of n values, counted into count[2048]. Four
+// interleaved sub-histograms: neighbouring candidates often share a digit (the top digit of similar
+// scores is mostly their exponent), and increments of one counter would each wait for the last.
+inline constexpr int kDigitBits = 11;
+template <class Value>
+void digit_histogram(Index n, Value&& order_bits_of, int shift, std::uint32_t* count) {
+  constexpr int kBins = 1 << kDigitBits;
+  constexpr Index kBlock = 256;
+  alignas(64) std::uint32_t part[4][kBins] = {};
+  alignas(64) std::uint16_t digits[kBlock];
+  for (Index t0 = 0; t0 < n; t0 += kBlock) {
+    const Index m = std::min(kBlock, n - t0);
+    for (Index i = 0; i < m; ++i) digits[i] = static_cast<std::uint16_t>((order_bits_of(t0 + i) >> shift) & (kBins - 1));  // vectorised
+    Index i = 0;
+    for (; i + 4 <= m; i += 4) {
+      ++part[0][digits[i]];
+      ++part[1][digits[i + 1]];
+      ++part[2][digits[i + 2]];
+      ++part[3][digits[i + 3]];
     }
-    std::copy(tmp_bits, tmp_bits + undecided, bits + keep);
+    for (; i < m; ++i) ++part[0][digits[i]];
+  }
+  for (int v = 0; v < kBins; ++v) count[v] = part[0][v] + part[1][v] + part[2][v] + part[3][v];
+}
+
+// The smallest and largest of n >= 1 scores.
+template <class T>
+std::pair<T, T> score_range(const T* scores, Index n) {
+  T largest = scores[0], smallest = scores[0];
+  Index t = 0;
+#if SPARSE_ATTENTION_SIMD_WIDTH > 0
+  using V = simd::Vec<T>;
+  V up = V::set1(largest), down = V::set1(-smallest);
+  for (; t + V::kLanes <= n; t += V::kLanes) {
+    const V x = V::load(scores + t);
+    up = simd::max(up, x);
+    down = simd::max(down, V::zero() - x);
+  }
+  largest = simd::reduce_max(up), smallest = -simd::reduce_max(down);
+#endif
+  for (; t < n; ++t) largest = std::max(largest, scores[t]), smallest = std::min(smallest, scores[t]);
+  return {smallest, largest};
+}
+
+// One radix step over n candidate scores (never NaN): the bucket of 11 order bits, from the highest bit
+// where the candidates differ, that holds the need-th best. Candidates >= lower are in it or above it;
+// those >= upper are above it, `above` of them; `in_bucket` are in it. The bits above the digit are
+// shared by every candidate, so the bucket edges are plain score comparisons.
+template <class T>
+struct DigitCut {
+  bool all_equal = false;  // no bit differs: only keys can tell the candidates apart
+  T lower = 0, upper = 0;
+  Index above = 0, in_bucket = 0;
+};
+
+template <class T>
+DigitCut<T> digit_cut(const T* scores, Index n, Index need) {
+  using U = OrderBits<T>;
+  constexpr int kWidth = 8 * sizeof(U), kBins = 1 << kDigitBits;
+  DigitCut<T> cut;
+  const auto [smallest, largest] = score_range(scores, n);
+  const U high_bits = order_bits(largest), differ = high_bits ^ order_bits(smallest);
+  if (differ == 0) {
+    cut.all_equal = true;
+    return cut;
+  }
+  const int shift = std::max(0, kWidth - std::countl_zero(differ) - kDigitBits);
+  std::uint32_t count[kBins];
+  digit_histogram(n, [&](Index t) { return order_bits(scores[t]); }, shift, count);
+  int v = kBins - 1;
+  for (; v > 0 && cut.above + count[v] < need; --v) cut.above += count[v];
+  cut.in_bucket = count[v];
+  const U high = shift + kDigitBits >= kWidth ? U{0} : high_bits & ~((U{1} << (shift + kDigitBits)) - 1);
+  // Bit patterns below -inf's and above +inf's are NaNs. A lower edge below -inf becomes -inf (every
+  // score is at or above it); an upper edge above +inf, or past the last bucket, stays NaN, which no
+  // score compares >= to: none is above the bucket.
+  cut.lower = from_order_bits<T>(high | (static_cast<U>(v) << shift));
+  if (cut.lower != cut.lower) cut.lower = -std::numeric_limits<T>::infinity();
+  cut.upper = v + 1 < kBins ? from_order_bits<T>(high | (static_cast<U>(v + 1) << shift)) : std::numeric_limits<T>::quiet_NaN();
+  return cut;
+}
+
+// Moves the k best of (scores, keys)[0, n) -- larger score first, then smaller key -- to [0, k), in no
+// particular order, and returns the k-th best score. A radix select: each digit_cut settles the
+// candidates above the bucket holding the k-th best (moved to the front), keeps the bucket's for the
+// next, finer digit and drops the rest, a vector of comparisons and packs at a time (no pass depends
+// on how the input is arranged, unlike nth_element on the half-sorted buffers a stream leaves).
+// Candidates with equal scores at the boundary go by smaller key. tmp_*: n elements of scratch.
+template <class T>
+T select_best(T* scores, std::int32_t* keys, Index n, Index k, T* tmp_scores, std::int32_t* tmp_keys) {
+  Index lo = 0, hi = n, need = k;  // [0, lo) settled, [lo, hi) undecided
+  while (need > 0 && hi - lo > need) {
+    const DigitCut<T> cut = digit_cut(scores + lo, hi - lo, need);
+    if (cut.all_equal) {  // the smaller keys win
+      std::nth_element(keys + lo, keys + lo + need, keys + hi);
+      break;
+    }
+    Index keep = lo, undecided = 0, t = lo;
+#if SPARSE_ATTENTION_SIMD_WIDTH > 0
+    using V = simd::Vec<T>;
+    for (; t + V::kLanes <= hi; t += V::kLanes) {
+      const V x = V::load(scores + t);
+      const unsigned up = simd::greater_equal_bits(x, V::set1(cut.upper));
+      const unsigned in = simd::greater_equal_bits(x, V::set1(cut.lower)) & ~up;
+      // The bucket's to scratch first: the in-place pack may overwrite this vector's keys.
+      undecided += simd::compress_pairs(x, keys + t, in, tmp_scores + undecided, tmp_keys + undecided);
+      keep += simd::compress_pairs(x, keys + t, up, scores + keep, keys + keep);
+    }
+#endif
+    for (; t < hi; ++t) {
+      const T x = scores[t];
+      const std::int32_t key = keys[t];
+      const bool up = x >= cut.upper;
+      tmp_scores[undecided] = x, tmp_keys[undecided] = key;
+      undecided += !up && x >= cut.lower ? 1 : 0;
+      scores[keep] = x, keys[keep] = key;
+      keep += up ? 1 : 0;
+    }
     std::copy(tmp_scores, tmp_scores + undecided, scores + keep);
     std::copy(tmp_keys, tmp_keys + undecided, keys + keep);
-    need -= above;
-    chosen = lo = keep;
+    need -= keep - lo;
+    lo = keep;
     hi = keep + undecided;
-  }
-  if (hi - lo > need) {
-    // Every undecided candidate has the same score: the smaller keys win.
-    std::vector<std::pair<std::int32_t, Index>> by_key;
-    for (Index t = lo; t < hi; ++t) by_key.emplace_back(keys[t], t);
-    std::nth_element(by_key.begin(), by_key.begin() + need, by_key.end());
-    for (Index t = 0; t < need; ++t) tmp_keys[t] = by_key[static_cast<std::size_t>(t)].first;
-    std::copy(tmp_keys, tmp_keys + need, keys + lo);
   }
   T worst = std::numeric_limits<T>::infinity();
   for (Index t = 0; t < k; ++t) worst = std::min(worst, scores[t]);
@@ -113,25 +189,24 @@ T select_best(T* scores, std::int32_t* keys, Index n, Index k, OrderBits<T>* bit
 
 // The k best candidates of one query, offered in increasing key order: appended (scores and keys side by
 // side) while they beat the threshold, a lower bound of the k-th best score so far. When 2k are held, the
-// buffer shrinks without sorting: one histogram of 11 order bits (from the highest bit where the
-// candidates differ) finds the bucket holding the k-th best, every candidate at or above that bucket
-// stays, and the bucket's lower edge becomes the threshold. The exact k best are picked once, at the end.
+// buffer shrinks without sorting: one digit_cut finds the bucket holding the k-th best, every candidate
+// at or above that bucket stays, and the bucket's lower edge becomes the threshold. The exact k best are picked once, at the end.
 // A newcomer must beat the threshold strictly: an equal score belongs to a larger key, which loses the
 // tie to any kept candidate of that score.
 template <class T>
 class RowTopK {
  public:
-  static constexpr Index kSlack = 16;  // appends come a vector at a time
+  static constexpr Index kSlack = 16;    // appends come a vector at a time
+  static constexpr Index kShrinkAt = 2;  // candidates held before a shrink, in multiples of k
+  static Index capacity(Index k) { return kShrinkAt * k + kSlack; }
 
-  // Scratch the selections share (2k + kSlack elements each), one per thread.
+  // Scratch the selections share (capacity(k) elements each), one per thread.
   struct CutScratch {
-    OrderBits<T>* bits;
-    OrderBits<T>* tmp_bits;
     T* tmp_scores;
     std::int32_t* tmp_keys;
   };
 
-  // scores, keys: 2k + kSlack each.
+  // scores, keys: capacity(k) each.
   RowTopK(T* scores, std::int32_t* keys, const CutScratch& cut, Index k) : scores_(scores), keys_(keys), cut_(cut), k_(k) {}
 
   T threshold() const { return threshold_; }
@@ -139,21 +214,30 @@ class RowTopK {
   std::int32_t* key_end() { return keys_ + n_; }
   void appended(Index count) {
     n_ += count;
-    if (n_ >= 2 * k_) shrink();
+    if (n_ >= kShrinkAt * k_) shrink();
   }
 
   // The selected keys, ascending, into `out` (capacity k); returns how many. `marks` holds one bit per
   // key up to the largest selected one, all clear, and is left clear: sorting by marking is O(k + n/64).
   Index finish(std::int32_t* out, std::uint64_t* marks) {
     if (n_ > k_) {
-      select_best(scores_, keys_, n_, k_, cut_.bits, cut_.tmp_bits, cut_.tmp_scores, cut_.tmp_keys);
+      select_best(scores_, keys_, n_, k_, cut_.tmp_scores, cut_.tmp_keys);
       n_ = k_;
     }
-    std::int32_t last = -1;
+    // The kept keys are a few ascending runs (appends come in key order, every pack keeps it, and
+    // select_best adds a run per pass): a word's bits gather in a register while the run stays in it.
+    std::int32_t last = -1, run_word = -1;
+    std::uint64_t run_bits = 0;
     for (Index t = 0; t < n_; ++t) {
-      marks[keys_[t] / 64] |= std::uint64_t{1} << (keys_[t] % 64);
-      last = std::max(last, keys_[t]);
+      const std::int32_t key = keys_[t];
+      if (key / 64 != run_word) {
+        if (run_word >= 0) marks[run_word] |= run_bits;
+        run_word = key / 64, run_bits = 0;
+      }
+      run_bits |= std::uint64_t{1} << (key % 64);
+      last = std::max(last, key);
     }
+    if (run_word >= 0) marks[run_word] |= run_bits;
     Index count = 0;
     for (std::int32_t word = 0; word <= last / 64; ++word) {
       for (std::uint64_t bits = marks[word]; bits != 0; bits &= bits - 1) out[count++] = word * 64 + __builtin_ctzll(bits);
@@ -164,54 +248,29 @@ class RowTopK {
 
  private:
   void shrink() {
-    using U = OrderBits<T>;
-    constexpr int kDigit = 11, kWidth = 8 * sizeof(U);
-    // The highest bit where the candidates differ is the highest where the largest and smallest do.
-    T largest = scores_[0], smallest = scores_[0];
-    Index t = 0;
+    const DigitCut<T> cut = digit_cut(scores_, n_, k_);
+    if (cut.all_equal || cut.above + cut.in_bucket >= n_ - kSlack) {
+      // All scores equal (only keys can shrink them) or one bucket holds nearly all: select exactly.
+      threshold_ = select_best(scores_, keys_, n_, k_, cut_.tmp_scores, cut_.tmp_keys);
+      n_ = k_;
+      return;
+    }
+    // The candidates at or above the k-th best's bucket stay; its lower edge is the new threshold.
+    Index kept = 0, t = 0;
 #if SPARSE_ATTENTION_SIMD_WIDTH > 0
     using V = simd::Vec<T>;
-    V up = V::set1(largest), down = V::set1(-smallest);
     for (; t + V::kLanes <= n_; t += V::kLanes) {
       const V x = V::load(scores_ + t);
-      up = simd::max(up, x);
-      down = simd::max(down, V::zero() - x);
-    }
-    largest = simd::reduce_max(up), smallest = -simd::reduce_max(down);
-#endif
-    for (; t < n_; ++t) largest = std::max(largest, scores_[t]), smallest = std::min(smallest, scores_[t]);
-    const auto select_exactly = [&] {
-      threshold_ = select_best(scores_, keys_, n_, k_, cut_.bits, cut_.tmp_bits, cut_.tmp_scores, cut_.tmp_keys);
-      n_ = k_;
-    };
-    const U high_bits = order_bits(largest), differ = high_bits ^ order_bits(smallest);
-    if (differ == 0) return select_exactly();  // all scores equal: only a selection by key can shrink
-    const int shift = std::max(0, kWidth - std::countl_zero(differ) - kDigit);
-    std::uint32_t count[1 << kDigit] = {};
-    for (t = 0; t < n_; ++t) ++count[(order_bits(scores_[t]) >> shift) & ((U{1} << kDigit) - 1)];
-    Index at_or_above = 0;
-    int v = (1 << kDigit) - 1;
-    for (; v > 0 && at_or_above + count[v] < k_; --v) at_or_above += count[v];
-    if (at_or_above + count[v] >= n_ - kSlack) return select_exactly();  // one bucket holds nearly all
-    // The lowest score in bucket v (the bits above the digit are shared by every candidate): the
-    // candidates at or above it stay. Scores are never NaN here (offer's comparison drops them).
-    const U high = shift + kDigit >= kWidth ? U{0} : high_bits & ~((U{1} << (shift + kDigit)) - 1);
-    const T edge = from_order_bits<T>(high | (static_cast<U>(v) << shift));
-    Index kept = 0;
-    t = 0;
-#if SPARSE_ATTENTION_SIMD_WIDTH > 0
-    for (; t + V::kLanes <= n_; t += V::kLanes) {
-      const V x = V::load(scores_ + t);
-      kept += simd::compress_pairs(x, keys_ + t, simd::greater_equal_bits(x, V::set1(edge)), scores_ + kept, keys_ + kept);
+      kept += simd::compress_pairs(x, keys_ + t, simd::greater_equal_bits(x, V::set1(cut.lower)), scores_ + kept, keys_ + kept);
     }
 #endif
     for (; t < n_; ++t) {
       scores_[kept] = scores_[t];
       keys_[kept] = keys_[t];
-      kept += scores_[t] >= edge ? 1 : 0;
+      kept += scores_[t] >= cut.lower ? 1 : 0;
     }
     n_ = kept;
-    threshold_ = std::max(threshold_, edge);
+    threshold_ = std::max(threshold_, cut.lower);
   }
 
   T* scores_;
@@ -249,11 +308,10 @@ class LightningIndexer {
     const Index tiles = ceil_div(seq_q_, kTileQ), items = batch_ * tiles;
     const int threads = thread_count(num_threads, items);
     const Index per_thread = scratch_size();
-    const Index row_capacity = 2 * top_k_ + RowTopK<T>::kSlack;
+    const Index row_capacity = RowTopK<T>::capacity(top_k_);
     AlignedBuffer<T> scratch(per_thread * threads);
     std::vector<T> scores(static_cast<std::size_t>(kTileQ * row_capacity * threads));
     std::vector<std::int32_t> keys(static_cast<std::size_t>((kTileQ * row_capacity + top_k_) * threads));
-    std::vector<OrderBits<T>> cut_bits(static_cast<std::size_t>(2 * row_capacity * threads));
     std::vector<T> cut_scores(static_cast<std::size_t>(row_capacity * threads));
     std::vector<std::int32_t> cut_keys(static_cast<std::size_t>(row_capacity * threads));
     const Index words = ceil_div(seq_k_, 64) + 1;
@@ -261,9 +319,7 @@ class LightningIndexer {
     // The last query tiles see the most keys: hand them out first.
     parallel_for_dynamic(items, threads, [&](Index n, int thread) {
       const Index item = items - 1 - n;
-      const typename RowTopK<T>::CutScratch cut{cut_bits.data() + 2 * row_capacity * thread,
-                                                cut_bits.data() + (2 * thread + 1) * row_capacity,
-                                                cut_scores.data() + row_capacity * thread, cut_keys.data() + row_capacity * thread};
+      const typename RowTopK<T>::CutScratch cut{cut_scores.data() + row_capacity * thread, cut_keys.data() + row_capacity * thread};
       Thread t{scratch.data() + per_thread * thread, scores.data() + kTileQ * row_capacity * thread,
                keys.data() + (kTileQ * row_capacity + top_k_) * thread, cut, marks.data() + words * thread};
       run_tile(item / tiles, item % tiles, kt.data() + item / tiles * dim_ * keys_padded_, t, selection);
@@ -291,7 +347,7 @@ class LightningIndexer {
   void run_tile(Index b, Index tile, const T* kt, const Thread& t, TokenTopK& selection) const {
     const Index i0 = tile * kTileQ, rows = std::min(kTileQ, seq_q_ - i0);
     const Index p0 = i0 + seq_k_ - seq_q_;  // position of the tile's first query
-    const Index row_capacity = 2 * top_k_ + RowTopK<T>::kSlack;
+    const Index row_capacity = RowTopK<T>::capacity(top_k_);
     std::int32_t* out = t.keys + kTileQ * row_capacity;
     const Index last_key = std::min(seq_k_ - 1, p0 + rows - 1);
 
