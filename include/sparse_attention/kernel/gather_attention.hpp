@@ -344,6 +344,9 @@ class GatheredAttention {
   };
 
   void run_lanes(int num_threads) {
+#if SPARSE_ATTENTION_SIMD_WIDTH > 0
+    dims_.o_by_rows = p_.value_dim % simd::Vec<T>::kLanes == 0;  // V rows in whole vectors (else O^T)
+#endif
     const Index engine_size = Engine::scratch_size(dims_);
     const auto row_bytes = static_cast<Index>((p_.head_dim + p_.value_dim) * static_cast<Index>(sizeof(T)));
     chunk_keys_ = std::max<Index>(kTileKeys, static_cast<Index>(kLaneChunkBytes) / std::max<Index>(row_bytes, 1) / kTileKeys * kTileKeys);

@@ -154,6 +154,69 @@ class BlockProduct {
   }
 };
 
+// The value product with O kept row by row (queries in rows, the value dimension in vector lanes):
+//
+//   O[r][c] (+)= sum_j P^T[j][r] * V[j][c]     r < R rows, NV vectors of c
+//
+// For gathered tiles: each V row then feeds whole vectors (NV loads and R broadcasts per key for R x NV
+// FMAs), where O^T needs one broadcast per FMA. kScaleC: O's row r is first multiplied by scale[r].
+template <class T, int R, int NV, bool kScaleC, class PRows, class VRows>
+void row_kernel(T* SPARSE_ATTENTION_RESTRICT o, Index ldo, PRows p, Index r0, VRows v, Index c0, Index depth,
+                const T* SPARSE_ATTENTION_RESTRICT scale) {
+  using V = Vec<T>;
+  constexpr int W = V::kLanes;
+  V acc[R][NV];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r) {
+    const V s = kScaleC ? V::set1(scale[r0 + r]) : V::zero();
+#pragma GCC unroll 8
+    for (int u = 0; u < NV; ++u) acc[r][u] = kScaleC ? V::load(o + r * ldo + c0 + u * W) * s : V::zero();
+  }
+#pragma GCC unroll 2
+  for (Index j = 0; j < depth; ++j) {
+    const T* pj = p.row(j) + r0;
+    const T* vj = v.row(j) + c0;
+    V b[NV];
+#pragma GCC unroll 8
+    for (int u = 0; u < NV; ++u) b[u] = V::load(vj + u * W);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const V a = V::set1(pj[r]);
+#pragma GCC unroll 8
+      for (int u = 0; u < NV; ++u) acc[r][u] = fma(a, b[u], acc[r][u]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int u = 0; u < NV; ++u) acc[r][u].store(o + r * ldo + c0 + u * W);
+}
+
+// O (rows x vecs vectors, row stride ldo) (+)= P^T' V over `depth` keys, tiled by the register block.
+template <class T, bool kScaleC, class PRows, class VRows>
+struct RowProduct {
+  static void run(T* o, Index ldo, Index rows, Index vecs, PRows p, VRows v, Index depth, const T* scale) {
+    for (Index u0 = 0; u0 < vecs; u0 += kBlockVecs) with_vecs<kBlockVecs>(std::min<Index>(kBlockVecs, vecs - u0), o, ldo, rows, p, v, u0 * Vec<T>::kLanes, depth, scale);
+  }
+
+ private:
+  template <int NV>
+  static void with_vecs(Index nv, T* o, Index ldo, Index rows, PRows p, VRows v, Index c0, Index depth, const T* scale) {
+    if constexpr (NV > 1) {
+      if (nv < NV) return with_vecs<NV - 1>(nv, o, ldo, rows, p, v, c0, depth, scale);
+    }
+    constexpr Index kRows = rows_for(NV);
+    for (Index r0 = 0; r0 < rows; r0 += kRows) with_rows<NV, rows_for(NV)>(std::min(kRows, rows - r0), o + r0 * ldo, ldo, p, r0, v, c0, depth, scale);
+  }
+  template <int NV, int R>
+  static void with_rows(Index nr, T* o, Index ldo, PRows p, Index r0, VRows v, Index c0, Index depth, const T* scale) {
+    if constexpr (R > 1) {
+      if (nr < R) return with_rows<NV, R - 1>(nr, o, ldo, p, r0, v, c0, depth, scale);
+    }
+    row_kernel<T, R, NV, kScaleC>(o, ldo, p, r0, v, c0, depth, scale);
+  }
+};
+
 }  // namespace sparse_attention::detail::simd
 
 #endif  // SPARSE_ATTENTION_SIMD_WIDTH > 0

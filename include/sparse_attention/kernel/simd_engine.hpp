@@ -39,6 +39,9 @@ class SimdEngine {
  public:
   struct Dims {
     Index block_q, block_kv, head_dim, value_dim;
+    // O kept row by row (O[query][value], value_dim a multiple of the lanes) instead of as O^T: for
+    // gathered tiles, whose V rows then feed whole vectors (see simd::RowProduct).
+    bool o_by_rows = false;
     Index lanes() const { return (block_q + W - 1) / W * W; }
   };
 
@@ -106,6 +109,17 @@ class SimdEngine {
                                                                   nullptr);
     if constexpr (kMasked) apply_mask(cols, mask);
     softmax(cols, vecs);
+    if constexpr (!kMasked) {  // O by rows serves unmasked (gathered) tiles
+      if (dims_.o_by_rows) {
+        const StridedRows<T> p{st_, ld_};
+        if (started_)
+          simd::RowProduct<T, true, StridedRows<T>, VRows>::run(ot_, dims_.value_dim, rows_, dims_.value_dim / W, p, v, cols, alpha_);
+        else
+          simd::RowProduct<T, false, StridedRows<T>, VRows>::run(ot_, dims_.value_dim, rows_, dims_.value_dim / W, p, v, cols, nullptr);
+        started_ = true;
+        return;
+      }
+    }
     if (started_) {
       // Partial tiles skip the masked (zero) probabilities: 0 * NaN in V would otherwise reach queries
       // that do not attend to that key.
@@ -122,6 +136,17 @@ class SimdEngine {
   // null, the natural-log LSE of row r at lse[r * lse_stride]. Rows with no allowed key give zeros and
   // -inf; a NaN anywhere in a row's inputs gives NaN.
   void finish(T* out, Index row_stride, Index dim_stride, T* lse, Index lse_stride) const {
+    if (dims_.o_by_rows) {
+      for (Index r = 0; r < rows_; ++r) {
+        const T l = l_[r];
+        const T inv = T(1) / l;
+        T* dst = out + r * row_stride;
+        for (Index c = 0; c < dims_.value_dim; ++c) dst[c * dim_stride] = l == T(0) ? T(0) : ot_[r * dims_.value_dim + c] * inv;
+        if (lse != nullptr)
+          lse[r * lse_stride] = l == T(0) ? -std::numeric_limits<T>::infinity() : m_[r] * abs_scale_ + std::log(l);
+      }
+      return;
+    }
     Index full_rows = 0, full_cols = 0;  // the part written 16 x 16 through registers
 #if SPARSE_ATTENTION_SIMD_WIDTH == 64
     if constexpr (std::is_same_v<T, float>) {
