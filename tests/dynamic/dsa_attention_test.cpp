@@ -77,6 +77,20 @@ TYPED_TEST(GatherTest, CallerListsPerGroupWithEmptyRows) {
   }
 }
 
+// No keys at all (seq_k = 0, K and V empty, every list empty): zeros and LSE -inf, on the lane path
+// (MQA) and the row path (MHA), without touching K or V.
+TYPED_TEST(GatherTest, NoKeysGiveZeros) {
+  using T = TypeParam;
+  for (const Shape& s : {Shape{1, 16, 1, 3, 0, 16, 16, true}, Shape{1, 2, 2, 3, 0, 16, 16, true}}) {
+    const Problem<T> p(s, 11);
+    const sa::TokenTopK sel = sa::TokenTopK::from_indices(std::vector<std::int32_t>(3, -1), 1, 1, 3, 1, 0);
+    std::vector<T> out(static_cast<std::size_t>(p.out_size()), T(7)), lse(static_cast<std::size_t>(p.lse_size()), T(7));
+    sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), sel, {.lse = sa::lse_bhs(lse.data(), 1, s.q_heads, 3)});
+    for (const T x : out) EXPECT_EQ(T(0), x) << s.str();
+    for (const T x : lse) EXPECT_EQ(-std::numeric_limits<T>::infinity(), x) << s.str();
+  }
+}
+
 // With k >= position + 1 every query selects all of its keys: the selection is Causal, and attention
 // over it equals causal attention.
 TEST(Gather, KAtLeastPositionPlusOneIsCausal) {
