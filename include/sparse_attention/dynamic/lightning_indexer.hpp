@@ -190,7 +190,8 @@ T select_best(T* scores, std::int32_t* keys, Index n, Index k, T* tmp_scores, st
 // The k best candidates of one query, offered in increasing key order: appended (scores and keys side by
 // side) while they beat the threshold, a lower bound of the k-th best score so far. When 2k are held, the
 // buffer shrinks without sorting: one digit_cut finds the bucket holding the k-th best, every candidate
-// at or above that bucket stays, and the bucket's lower edge becomes the threshold. The exact k best are picked once, at the end.
+// at or above that bucket stays, and the bucket's lower edge becomes the threshold. The exact k best
+// are picked once, at the end.
 // A newcomer must beat the threshold strictly: an equal score belongs to a larger key, which loses the
 // tie to any kept candidate of that score.
 template <class T>
@@ -224,8 +225,8 @@ class RowTopK {
       select_best(scores_, keys_, n_, k_, cut_.tmp_scores, cut_.tmp_keys);
       n_ = k_;
     }
-    // The kept keys are a few ascending runs (appends come in key order, every pack keeps it, and
-    // select_best adds a run per pass): a word's bits gather in a register while the run stays in it.
+    // The kept keys are mostly ascending runs (appends come in key order, packs keep it, select_best
+    // adds a run per pass): a word's bits gather in a register while consecutive keys stay in it.
     std::int32_t last = -1, run_word = -1;
     std::uint64_t run_bits = 0;
     for (Index t = 0; t < n_; ++t) {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // The tile engine for CPUs with AVX-512 or AVX2: one query block's state and its tile step, with
-// the queries of the block in vector lanes everywhere.
+// the queries of the block in vector lanes everywhere (but O, for gathered tiles: see Dims::o_by_rows).
 //
 //   Q^T  (head_dim x lanes)   packed once per work item (negated if the scale is negative)
 //   S^T  (cols x lanes)       = K_t Q^T                      raw scores
@@ -39,8 +39,8 @@ class SimdEngine {
  public:
   struct Dims {
     Index block_q, block_kv, head_dim, value_dim;
-    // O kept row by row (O[query][value], value_dim a multiple of the lanes) instead of as O^T: for
-    // gathered tiles, whose V rows then feed whole vectors (see simd::RowProduct).
+    // O kept row by row (O[query][value], value_dim a multiple of the lanes) instead of as O^T, for
+    // unmasked steps only (gathered tiles): each V row then feeds whole vectors (simd::RowProduct).
     bool o_by_rows = false;
     Index lanes() const { return (block_q + W - 1) / W * W; }
   };
