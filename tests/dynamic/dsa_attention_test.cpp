@@ -42,6 +42,7 @@ TYPED_TEST(GatherTest, IndexerSelectionsMatchReference) {
   };
   const Case cases[] = {
       {{1, 16, 1, 300, 300, 32, 32, false}, 40},   // MQA, one gathered tile serves 16 heads
+      {{1, 24, 1, 90, 90, 20, 16, true}, 30},      // MQA, 24 heads: two vectors of lanes, one part filled
       {{2, 8, 2, 130, 130, 24, 16, true}, 64},     // GQA, D != Dv, BSHD
       {{1, 4, 4, 97, 97, 16, 16, false}, 1},       // one key per query
       {{1, 6, 3, 40, 200, 16, 8, true}, 70},       // a chunk after a cached prefix

@@ -346,6 +346,7 @@ class GatheredAttention {
   void run_lanes(int num_threads) {
 #if SPARSE_ATTENTION_SIMD_WIDTH > 0
     dims_.o_by_rows = p_.value_dim % simd::Vec<T>::kLanes == 0;  // V rows in whole vectors (else O^T)
+    dims_.scores_by_quads = Engine::quads_apply(p_.head_dim, dims_.lanes());  // 4-wide broadcasts of K
 #endif
     const Index engine_size = Engine::scratch_size(dims_);
     const auto row_bytes = static_cast<Index>((p_.head_dim + p_.value_dim) * static_cast<Index>(sizeof(T)));

@@ -217,6 +217,89 @@ struct RowProduct {
   }
 };
 
+#if SPARSE_ATTENTION_SIMD_WIDTH == 64
+// Scores for a tile whose queries fill one or two vectors of lanes (the heads of one token), in float,
+// with 4-wide broadcasts. Q is packed as "quads" (pack_quad, by SimdEngine::begin):
+//
+//   Q4[v][d4][q]  lanes 4L + e hold Q[16v + 4L + q][4 d4 + e]      v < vecs, d4 < head_dim / 4, q < 4
+//   per key j:    acc[q] += broadcast(K[j][4 d4 .. 4 d4 + 3]) * Q4[v][d4][q]
+//   S^T[j][16v + 4L + q] = sum over e of acc[q][4L + e]            (quad_sum: 9 shuffles and adds)
+//
+// Per step of 4 dimensions: 4 loads of Q and R broadcasts of K for 4R FMAs, where the 1-wide form
+// (micro_kernel, one vector of lanes) needs one broadcast of K per FMA.
+inline constexpr int kQuadRows = 6;  // 6 keys x 4 quads = 24 accumulators
+
+SPARSE_ATTENTION_ALWAYS_INLINE __m512 quad_sum(const __m512 (&a)[4]) {
+  // In each 128-bit lane L: t0 = [a0(0)+a0(2), a1(0)+a1(2), a0(1)+a0(3), a1(1)+a1(3)], t1 the same for
+  // a2, a3; then [t0(0) + t0(2), t0(1) + t0(3), t1(0) + t1(2), t1(1) + t1(3)] = the four quads' sums.
+  const __m512 t0 = _mm512_add_ps(_mm512_unpacklo_ps(a[0], a[1]), _mm512_unpackhi_ps(a[0], a[1]));
+  const __m512 t1 = _mm512_add_ps(_mm512_unpacklo_ps(a[2], a[3]), _mm512_unpackhi_ps(a[2], a[3]));
+  return _mm512_add_ps(_mm512_shuffle_ps(t0, t1, 0x44), _mm512_shuffle_ps(t0, t1, 0xEE));
+}
+
+// S^T rows [0, R) (row stride lds, vecs vectors each) = K rows [0, R) against Q4.
+template <int R, class KRows>
+void quad_kernel(float* SPARSE_ATTENTION_RESTRICT st, Index lds, KRows k, const float* SPARSE_ATTENTION_RESTRICT q4,
+                 Index head_dim, Index vecs) {
+  const Index steps = head_dim / 4;
+  const float* rows[R];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) rows[r] = k.row(r);
+  for (Index v = 0; v < vecs; ++v) {
+    const float* qv = q4 + v * steps * 64;
+    __m512 acc[R][4];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_setzero_ps();
+#pragma GCC unroll 2
+    for (Index d4 = 0; d4 < steps; ++d4) {
+      __m512 qq[4];
+#pragma GCC unroll 4
+      for (int q = 0; q < 4; ++q) qq[q] = _mm512_loadu_ps(qv + d4 * 64 + q * 16);
+#pragma GCC unroll 8
+      for (int r = 0; r < R; ++r) {
+        const __m512 kb = _mm512_broadcast_f32x4(_mm_loadu_ps(rows[r] + 4 * d4));
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) acc[r][q] = _mm512_fmadd_ps(kb, qq[q], acc[r][q]);
+      }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) _mm512_storeu_ps(st + r * lds + v * 16, quad_sum(acc[r]));
+  }
+}
+
+// S^T (cols x vecs vectors, row stride lds) = K (cols rows, head_dim a multiple of 4) against Q4.
+template <class KRows>
+void quad_scores(float* st, Index lds, Index cols, Index vecs, KRows k, const float* q4, Index head_dim) {
+  Index r0 = 0;
+  for (; r0 + kQuadRows <= cols; r0 += kQuadRows) quad_kernel<kQuadRows>(st + r0 * lds, lds, k.from(r0), q4, head_dim, vecs);
+  switch (cols - r0) {
+    case 5: return quad_kernel<5>(st + r0 * lds, lds, k.from(r0), q4, head_dim, vecs);
+    case 4: return quad_kernel<4>(st + r0 * lds, lds, k.from(r0), q4, head_dim, vecs);
+    case 3: return quad_kernel<3>(st + r0 * lds, lds, k.from(r0), q4, head_dim, vecs);
+    case 2: return quad_kernel<2>(st + r0 * lds, lds, k.from(r0), q4, head_dim, vecs);
+    case 1: return quad_kernel<1>(st + r0 * lds, lds, k.from(r0), q4, head_dim, vecs);
+    default: return;
+  }
+}
+
+// Q4 (see quad_kernel, ld = 16 vecs lanes) from `rows` queries, query r's element c at
+// q[r * row_stride + c * dim_stride], times `sign`; lanes of queries past `rows` hold zeros.
+inline void pack_quad(const float* q, Index row_stride, Index dim_stride, Index rows, float sign, Index ld,
+                      Index head_dim, float* q4) {
+  const Index steps = head_dim / 4;
+  for (Index v = 0; v < ld / 16; ++v)
+    for (Index d4 = 0; d4 < steps; ++d4)
+      for (Index qd = 0; qd < 4; ++qd)
+        for (Index l = 0; l < 4; ++l) {
+          const Index r = 16 * v + 4 * l + qd;
+          float* dst = q4 + ((v * steps + d4) * 4 + qd) * 16 + 4 * l;
+          for (Index e = 0; e < 4; ++e) dst[e] = r < rows ? sign * q[r * row_stride + (4 * d4 + e) * dim_stride] : 0.0f;
+        }
+}
+#endif  // SPARSE_ATTENTION_SIMD_WIDTH == 64
+
 }  // namespace sparse_attention::detail::simd
 
 #endif  // SPARSE_ATTENTION_SIMD_WIDTH > 0

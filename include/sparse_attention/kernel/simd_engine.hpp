@@ -2,7 +2,8 @@
 // The tile engine for CPUs with AVX-512 or AVX2: one query block's state and its tile step, with
 // the queries of the block in vector lanes everywhere (but O, for gathered tiles: see Dims::o_by_rows).
 //
-//   Q^T  (head_dim x lanes)   packed once per work item (negated if the scale is negative)
+//   Q^T  (head_dim x lanes)   packed once per work item (negated if the scale is negative; as
+//                             quads instead for Dims::scores_by_quads)
 //   S^T  (cols x lanes)       = K_t Q^T                      raw scores
 //   P^T  (cols x lanes)       = 2^(c S^T - c m)              in place, one FMA per score with
 //                                                            c = |scale| log2(e); -inf gives 0
@@ -42,8 +43,16 @@ class SimdEngine {
     // O kept row by row (O[query][value], value_dim a multiple of the lanes) instead of as O^T, for
     // unmasked steps only (gathered tiles): each V row then feeds whole vectors (simd::RowProduct).
     bool o_by_rows = false;
+    // Scores through 4-wide broadcasts of K against Q packed as quads (simd::quad_scores; float on
+    // AVX-512, head_dim a multiple of 4), for blocks of one or two vectors of lanes (a token's heads).
+    bool scores_by_quads = false;
     Index lanes() const { return (block_q + W - 1) / W * W; }
   };
+
+  // Whether `scores_by_quads` can hold for a problem (T, head_dim, lanes).
+  static constexpr bool quads_apply(Index head_dim, Index lanes) {
+    return SPARSE_ATTENTION_SIMD_WIDTH == 64 && std::is_same_v<T, float> && head_dim % 4 == 0 && lanes <= 32;
+  }
 
   // Scratch elements one engine needs.
   static Index scratch_size(const Dims& d) {
@@ -68,9 +77,13 @@ class SimdEngine {
     const T s = scale < 0 ? T(-1) : (scale > 0 ? T(1) : T(0));
     abs_scale_ = scale == 0 ? T(1) : static_cast<T>(std::fabs(scale));
     exp2_scale_ = static_cast<T>(static_cast<double>(abs_scale_) * std::numbers::log2e);
+    std::fill(m_, m_ + ld_, -std::numeric_limits<T>::infinity());
+    std::fill(l_, l_ + ld_, T(0));
+    started_ = false;  // O^T is written, not accumulated, by the first step
     Index full_rows = 0, full_cols = 0;  // the part packed 16 x 16 in registers
 #if SPARSE_ATTENTION_SIMD_WIDTH == 64
     if constexpr (std::is_same_v<T, float>) {
+      if (quads()) return simd::pack_quad(q, row_stride, dim_stride, rows, s, ld_, dims_.head_dim, qt_);
       if (dim_stride == 1) {
         full_rows = rows / 16 * 16;
         full_cols = dims_.head_dim / 16 * 16;
@@ -89,9 +102,6 @@ class SimdEngine {
       for (Index r = c < full_cols ? full_rows : 0; r < rows; ++r) dst[r] = s * q[r * row_stride + c * dim_stride];
       std::fill(dst + rows, dst + ld_, T(0));
     }
-    std::fill(m_, m_ + ld_, -std::numeric_limits<T>::infinity());
-    std::fill(l_, l_ + ld_, T(0));
-    started_ = false;  // O^T is written, not accumulated, by the first step
   }
 
   // One tile of `cols` keys. k: cols rows of head_dim, v: cols rows of value_dim, both unit-stride
@@ -105,8 +115,14 @@ class SimdEngine {
   template <bool kMasked, class KRows, class VRows, class Mask>
   void step(KRows k, VRows v, Index cols, const Mask& mask) {
     const Index vecs = ld_ / W;
-    simd::BlockProduct<T, simd::AStride::kRows, false, KRows>::run(st_, ld_, cols, vecs, k, qt_, ld_, dims_.head_dim,
-                                                                  nullptr);
+    if (quads()) {
+#if SPARSE_ATTENTION_SIMD_WIDTH == 64
+      if constexpr (std::is_same_v<T, float>) simd::quad_scores(st_, ld_, cols, vecs, k, qt_, dims_.head_dim);
+#endif
+    } else {
+      simd::BlockProduct<T, simd::AStride::kRows, false, KRows>::run(st_, ld_, cols, vecs, k, qt_, ld_, dims_.head_dim,
+                                                                    nullptr);
+    }
     if constexpr (kMasked) apply_mask(cols, mask);
     softmax(cols, vecs);
     if constexpr (!kMasked) {  // O by rows serves unmasked (gathered) tiles
@@ -259,6 +275,8 @@ class SimdEngine {
       mx[u].store(m_ + lane0 + u * W);
     }
   }
+
+  bool quads() const { return dims_.scores_by_quads && quads_apply(dims_.head_dim, ld_); }
 
   Dims dims_;
   Index ld_;
