@@ -256,8 +256,11 @@ class GatheredAttention {
       rs.k_rows.resize(kTileKeys);
       rs.v_rows.resize(kTileKeys);
     }
-    parallel_for_dynamic(items, threads, [&](Index item, int thread) {
-      const Index b = item / (p_.kv_heads * blocks), g = item / blocks % p_.kv_heads, i0 = item % blocks * block_tokens_;
+    // The KV heads of one block of tokens run one after the other: they walk the same lists (and Q, K
+    // and V rows of neighbouring heads share pages). Later blocks see more keys: hand them out first.
+    parallel_for_dynamic(items, threads, [&](Index n, int thread) {
+      const Index item = items - 1 - n;
+      const Index b = item / (p_.kv_heads * blocks), i0 = item / p_.kv_heads % blocks * block_tokens_, g = item % p_.kv_heads;
       run_row_block(b, g, i0, std::min(p_.seq_q, i0 + block_tokens_), thread_scratch[static_cast<std::size_t>(thread)]);
     });
   }
