@@ -10,6 +10,10 @@
 // K and V are read in place from the caller's memory, through strided rows or, for a gathered
 // selection of keys, a table of row pointers; R x NV accumulators stay in registers for the whole
 // reduction.
+//
+// Two forms serve gathered tiles, whose queries are one token's heads (one or two vectors of lanes):
+// row_kernel keeps O as rows (the value dimension in the lanes), and quad_kernel computes scores
+// from 4-wide broadcasts of K against Q packed as head quads (float, AVX-512).
 #pragma once
 
 #include <algorithm>
