@@ -171,7 +171,7 @@ void expect_chunk_walk_exact(const Shape& s, sa::Index k, sa::Index first, std::
 }
 
 // One KV head per query head goes row by row: chunks of 256 KB of K/V rows (at D = 128, Dv = 64: 320
-// keys for float, 128 for double), blocks of at most 512 KB of query rows and at least four per thread
+// keys for float, 128 for double), blocks of at most 1 MB of query rows and at least four per thread
 // when there are few heads (so the blocks also differ between thread counts).
 TYPED_TEST(GatherTest, RowPathAcrossChunksAndBlocks) {
   expect_chunk_walk_exact<TypeParam>(Shape{1, 2, 2, 700, 700, 128, 64, true}, 150, 400, 21);
