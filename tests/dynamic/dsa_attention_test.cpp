@@ -172,9 +172,12 @@ void expect_chunk_walk_exact(const Shape& s, sa::Index k, sa::Index first, std::
 
 // One KV head per query head goes row by row: chunks of 256 KB of K/V rows (at D = 128, Dv = 64: 320
 // keys for float, 128 for double), blocks of at most 1 MB of query rows and at least four per thread
-// when there are few heads (so the blocks also differ between thread counts).
+// when there are few heads (so the blocks also differ between thread counts). With k = 150 a block
+// selects each key of its range many times over (the chunk's whole range is copied); with k = 3 about
+// once (only the keys some row selected are).
 TYPED_TEST(GatherTest, RowPathAcrossChunksAndBlocks) {
   expect_chunk_walk_exact<TypeParam>(Shape{1, 2, 2, 700, 700, 128, 64, true}, 150, 400, 21);
+  expect_chunk_walk_exact<TypeParam>(Shape{1, 2, 2, 700, 700, 128, 64, true}, 3, 400, 22);
 }
 
 // A KV group filling the vector lanes (5 query heads on one KV head) goes token by token, one tile

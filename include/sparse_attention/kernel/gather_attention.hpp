@@ -207,11 +207,17 @@ class GatheredAttention {
   // A row's keys are split where the chunks of fixed key positions split them, and within a chunk
   // into segments of RowGather::kSegment: its result depends on its list only, never on the block it
   // shares, so chunked prefill, decode and any thread count give the same bits.
+  // When the block selects each key of its range four times or more on average (DeepSeek's shape: ~64),
+  // the chunk's whole range is copied instead of first marking which keys are selected, and a row finds
+  // the end of its keys in the chunk as it takes them. A row's list is read at a new place every chunk
+  // (a cache miss per row and chunk, 14% of the time at n = 16384): the list of the row kListAhead rows
+  // further on is prefetched.
   // Sizes: at 16 heads x d 128, 1 MB blocks (1024 tokens) were 3-7% faster than 512 KB at n = 16384
   // and 32768 (the chunk copies, read from DRAM, serve twice the tokens), 1-2% slower at n <= 8192;
   // 4 MB blocks were a third slower; 128 KB chunks no better than 256 KB.
   static constexpr std::size_t kChunkBytes = std::size_t{256} << 10;  // K and V rows of one chunk
   static constexpr std::size_t kBlockBytes = std::size_t{1} << 20;    // query and accumulator rows of one block
+  static constexpr Index kListAhead = 8;                              // rows between a list's prefetch and use
 
   struct RowScratch {
     T* gather = nullptr;
@@ -278,29 +284,45 @@ class GatheredAttention {
     const auto at = [](auto& vector, Index i) -> auto& { return vector[static_cast<std::size_t>(i)]; };
     RowGather<T> gather(p_.head_dim, p_.value_dim, k_stride_, v_stride_, p_.scale, rs.gather);
     Index first = std::numeric_limits<Index>::max(), last = -1;  // the block's key range
+    Index pairs = 0;
     for (Index i = i0; i < i1; ++i) {
       const std::span<const std::int32_t> keys = s_.keys(b, list, i);
       if (!keys.empty()) first = std::min<Index>(first, keys.front()), last = std::max<Index>(last, keys.back());
+      pairs += static_cast<Index>(keys.size());
       at(rs.cursors, i - i0) = 0;
       for (Index h = 0; h < group; ++h) gather.begin(at(rs.states, (i - i0) * group + h), &q_(b, h0 + h, i, 0), q_.stride(3));
     }
+    // Rows the block selects four times on average or more: copy the chunk's whole key range rather than
+    // mark which keys are selected (almost all are, and marking costs a pass over every list).
+    const bool whole = last >= 0 && pairs >= 4 * (last - first + 1);
     for (Index c0 = last < 0 ? 0 : first / chunk_keys_ * chunk_keys_; c0 <= last; c0 += chunk_keys_) {
       // Which keys of the chunk the block selected, then those rows into the chunk buffer.
-      std::fill(rs.selected.begin(), rs.selected.end(), 0);
-      for (Index i = i0; i < i1; ++i) {
-        const std::span<const std::int32_t> keys = s_.keys(b, list, i);
-        std::size_t end = at(rs.cursors, i - i0);
-        for (; end < keys.size() && keys[end] < c0 + chunk_keys_; ++end) at(rs.selected, keys[end] - c0) = 1;
-        at(rs.ends, i - i0) = end;
-      }
-      for (Index j = 0; j < chunk_keys_; ++j)
-        if (at(rs.selected, j) != 0) {
+      if (whole) {
+        for (Index j = std::max<Index>(first - c0, 0), j1 = std::min(chunk_keys_, last + 1 - c0); j < j1; ++j) {
           copy_row(k_, b, g, c0 + j, p_.head_dim, rs.chunk_k + j * k_stride_);
           copy_row(v_, b, g, c0 + j, p_.value_dim, rs.chunk_v + j * v_stride_);
         }
+      } else {
+        std::fill(rs.selected.begin(), rs.selected.end(), 0);
+        for (Index i = i0; i < i1; ++i) {
+          const std::span<const std::int32_t> keys = s_.keys(b, list, i);
+          std::size_t end = at(rs.cursors, i - i0);
+          for (; end < keys.size() && keys[end] < c0 + chunk_keys_; ++end) at(rs.selected, keys[end] - c0) = 1;
+          at(rs.ends, i - i0) = end;
+        }
+        for (Index j = 0; j < chunk_keys_; ++j)
+          if (at(rs.selected, j) != 0) {
+            copy_row(k_, b, g, c0 + j, p_.head_dim, rs.chunk_k + j * k_stride_);
+            copy_row(v_, b, g, c0 + j, p_.value_dim, rs.chunk_v + j * v_stride_);
+          }
+      }
       for (Index i = i0; i < i1; ++i) {
+        if (i + kListAhead < i1) __builtin_prefetch(s_.keys(b, list, i + kListAhead).data() + at(rs.cursors, i + kListAhead - i0), 0, 3);
         const std::span<const std::int32_t> keys = s_.keys(b, list, i);
-        for (std::size_t t = at(rs.cursors, i - i0), end = at(rs.ends, i - i0); t < end; t += kTileKeys) {
+        std::size_t end = at(rs.ends, i - i0);
+        if (whole)
+          for (end = at(rs.cursors, i - i0); end < keys.size() && keys[end] < c0 + chunk_keys_;) ++end;
+        for (std::size_t t = at(rs.cursors, i - i0); t < end; t += kTileKeys) {
           const Index n = std::min<Index>(kTileKeys, static_cast<Index>(end - t));
           for (Index c = 0; c < n; ++c) {
             const Index j = keys[t + static_cast<std::size_t>(c)] - c0;
@@ -309,7 +331,7 @@ class GatheredAttention {
           }
           for (Index h = 0; h < group; ++h) gather.update(at(rs.states, (i - i0) * group + h), n, rs.k_rows.data(), rs.v_rows.data());
         }
-        at(rs.cursors, i - i0) = at(rs.ends, i - i0);
+        at(rs.cursors, i - i0) = end;
       }
     }
     for (Index i = i0; i < i1; ++i)
