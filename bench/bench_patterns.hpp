@@ -46,25 +46,33 @@ struct IndexerInputs {
     }
   }
   TokenTopK select(Index n, Index top_k, int threads) const {
-    return lightning_top_k<float>(bshd<const float>(q.data(), 1, n, kHeads, kDim), bhsd<const float>(k.data(), 1, 1, n, kDim),
-                                  lse_bsh<const float>(w.data(), 1, n, kHeads), top_k, {.num_threads = threads});
+    TokenTopK selection;
+    select(selection, n, top_k, threads);
+    return selection;
+  }
+  // Into `selection`'s memory when it is large enough, as a model's layer loop selects.
+  void select(TokenTopK& selection, Index n, Index top_k, int threads) const {
+    lightning_top_k<float>(bshd<const float>(q.data(), 1, n, kHeads, kDim), bhsd<const float>(k.data(), 1, 1, n, kDim),
+                           lse_bsh<const float>(w.data(), 1, n, kHeads), top_k, selection, {.num_threads = threads});
   }
 };
 
 // DSA with k keys per query. end_to_end: each run also computes the selection (indexer + top-k), as a
-// user pays it; otherwise the selection is prepared once, like a static pattern's layout.
+// user pays it, into the memory of the previous run's selection (as a model's layer loop selects);
+// otherwise the selection is prepared once, like a static pattern's layout.
 inline Pattern dsa_pattern(std::string name, Index max_n, Index top_k, bool end_to_end) {
   return {std::move(name), max_n, [=](Index n, Index heads) {
             auto inputs = std::make_shared<const IndexerInputs>(n);
             auto selection = std::make_shared<const TokenTopK>(inputs->select(n, top_k, 0));
+            auto reused = std::make_shared<TokenTopK>(end_to_end ? inputs->select(n, top_k, 0) : TokenTopK());
             Prepared p;
             p.computed_pairs = p.allowed_pairs = selection->selected_pairs();
             p.density = static_cast<double>(p.allowed_pairs) / (static_cast<double>(n) * static_cast<double>(n));
             p.blocking_efficiency = 1.0;  // gathered: exactly the selected pairs are computed
             p.run = [=](auto q, auto k, auto v, auto o, int threads) {
               if (end_to_end) {
-                const TokenTopK fresh = inputs->select(n, top_k, threads);
-                attention<float>(q, k, v, o, fresh, {.num_threads = threads});
+                inputs->select(*reused, n, top_k, threads);
+                attention<float>(q, k, v, o, *reused, {.num_threads = threads});
               } else {
                 attention<float>(q, k, v, o, *selection, {.num_threads = threads});
               }

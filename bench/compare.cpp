@@ -141,7 +141,7 @@ int main(int argc, char** argv) {
     sa::TokenTopK selection;
     const double causal = median_seconds([&] { sa::attention<float>(qv, kv, vv, ov, sa::Causal{}, {.num_threads = s.threads}); },
                                          s.budget_seconds);
-    const double index = median_seconds([&] { selection = indexer.select(n, top_k, s.threads); }, s.budget_seconds);
+    const double index = median_seconds([&] { indexer.select(selection, n, top_k, s.threads); }, s.budget_seconds);
     const double attend = median_seconds([&] { sa::attention<float>(qv, kv, vv, ov, selection, {.num_threads = s.threads}); },
                                          s.budget_seconds);
     std::printf("%8lld %6lld %12.1f %13.1f %15.1f %9.2fx %9.4f\n", static_cast<long long>(n),

@@ -110,6 +110,34 @@ TEST(LightningIndexer, SameSelectionForEveryThreadCount) {
               as_vector(sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 20, {.num_threads = threads}).indices()));
 }
 
+// Selecting into an existing TokenTopK: the same lists as a fresh selection, in its memory when it is
+// large enough and unshared; a copy that shares the memory keeps its lists; bad input leaves it as it was.
+TEST(LightningIndexer, SelectIntoReusesMemoryAndSparesCopies) {
+  const auto as_vector = [](std::span<const std::int32_t> s) { return std::vector<std::int32_t>(s.begin(), s.end()); };
+  const IndexerInputs<float> big(2, 300, 300, 4, 16, 31), small(1, 120, 200, 3, 8, 32), other(2, 300, 300, 4, 16, 33);
+  sa::TokenTopK sel = sa::lightning_top_k<float>(big.qv(), big.kv(), big.wv(), 40);
+  const std::int32_t* memory = sel.indices().data();
+
+  sa::lightning_top_k<float>(small.qv(), small.kv(), small.wv(), 25, sel, {.num_threads = 2});
+  EXPECT_EQ(as_vector(sa::lightning_top_k<float>(small.qv(), small.kv(), small.wv(), 25).indices()), as_vector(sel.indices()));
+  EXPECT_EQ(memory, sel.indices().data());  // 120 x 25 entries fit in 2 x 300 x 40
+  EXPECT_EQ(120, sel.seq_q());
+  EXPECT_EQ(25, sel.k());
+
+  const sa::TokenTopK copy = sel;  // shares the lists
+  const std::vector<std::int32_t> copy_lists = as_vector(copy.indices());
+  sa::lightning_top_k<float>(other.qv(), other.kv(), other.wv(), 40, sel);
+  EXPECT_EQ(as_vector(sa::lightning_top_k<float>(other.qv(), other.kv(), other.wv(), 40).indices()), as_vector(sel.indices()));
+  EXPECT_EQ(copy_lists, as_vector(copy.indices()));
+  EXPECT_NE(copy.indices().data(), sel.indices().data());
+  EXPECT_EQ(copy.selected_pairs(), sa::TokenTopK::from_indices(copy_lists, 1, 1, 120, 25, 200).selected_pairs());
+
+  const std::vector<std::int32_t> before = as_vector(sel.indices());
+  EXPECT_THROW(sa::lightning_top_k<float>(other.qv(), other.kv(), other.wv(), 0, sel), std::invalid_argument);
+  EXPECT_EQ(before, as_vector(sel.indices()));
+  EXPECT_EQ(2, sel.batch());
+}
+
 // The exact selection behind every top-k (detail::select_best) on values at the edges of the float
 // range -- infinities, the largest finite values, denormals, signed zeros (equal: the smaller key
 // wins) -- where a radix bucket's edge can be a NaN bit pattern, against sorting by (score desc, key asc).

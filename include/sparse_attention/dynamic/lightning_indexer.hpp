@@ -13,11 +13,13 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdint>
 #include <type_traits>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sparse_attention/core/error.hpp"
@@ -295,8 +297,8 @@ class LightningIndexer {
       : q_(q), k_(k), w_(w), top_k_(top_k), batch_(q.extent(0)), heads_(q.extent(1)), seq_q_(q.extent(2)),
         dim_(q.extent(3)), seq_k_(k.extent(2)), keys_padded_(ceil_div(seq_k_, kTileK) * kTileK) {}
 
-  TokenTopK run(int num_threads) const {
-    TokenTopK selection(batch_, 1, seq_q_, top_k_, seq_k_);
+  TokenTopK run(int num_threads, TokenTopK&& recycled = {}) const {
+    TokenTopK selection(std::move(recycled), batch_, 1, seq_q_, top_k_, seq_k_);
     // Index keys transposed tile by tile, [batch][key tile][d_I][kTileK], zero past seq_k: keys in vector
     // lanes, so each query's scores come out contiguous and are filtered a vector at a time; each tile's
     // block is contiguous (a layout with whole rows of keys would put its rows 4 KiB multiples apart).
@@ -437,6 +439,32 @@ class LightningIndexer {
 
 }  // namespace detail
 
+namespace detail {
+
+template <class T>
+void check_indexer(TensorView<const T> index_q, TensorView<const T> index_k, StridedView<const T, 3> weights, Index k,
+                   const IndexerOptions& options) {
+  constexpr std::string_view where = "lightning_top_k";
+  check_data(where, "index_q", index_q);
+  check_data(where, "index_k", index_k);
+  check_data(where, "weights", weights);
+  const Index batch = index_q.extent(0), heads = index_q.extent(1), seq_q = index_q.extent(2), dim = index_q.extent(3);
+  require(k >= 1, where, "k", k, ">= 1");
+  require(heads >= 1, where, "H_I (index_q.extent(1))", heads, ">= 1");
+  require(dim >= 1, where, "d_I (index_q.extent(3))", dim, ">= 1");
+  if (index_k.extent(0) != batch || index_k.extent(1) != 1 || index_k.extent(3) != dim)
+    throw_invalid_argument(where, "index_k shape", format_list(index_k.extents()),
+                           "[batch " + std::to_string(batch) + ", 1, seq_k, d_I " + std::to_string(dim) +
+                               "] (one index key per token, as wide as index_q)");
+  const std::array<Index, 3> w_shape{batch, heads, seq_q};
+  if (weights.extents() != w_shape)
+    throw_invalid_argument(where, "weights shape", format_list(weights.extents()), format_list(w_shape) + " = [batch, H_I, seq_q]");
+  TokenTopK::check_dims(where, batch, 1, seq_q, k, index_k.extent(2));
+  require(options.num_threads >= 0, where, "num_threads", options.num_threads, ">= 0");
+}
+
+}  // namespace detail
+
 // The lightning indexer's top-k selection, one list per query token (groups = 1).
 //   index_q [batch, H_I, seq_q, d_I]   (bshd() views the [batch, seq_q, H_I, d_I] layout)
 //   index_k [batch, 1, seq_k, d_I]     one index key per token
@@ -447,25 +475,20 @@ TokenTopK lightning_top_k(TensorView<const std::type_identity_t<T>> index_q, Ten
                           StridedView<const std::type_identity_t<T>, 3> weights, Index k,
                           const IndexerOptions& options = {}) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "lightning_top_k supports float and double");
-  constexpr std::string_view where = "lightning_top_k";
-  detail::check_data(where, "index_q", index_q);
-  detail::check_data(where, "index_k", index_k);
-  detail::check_data(where, "weights", weights);
-  const Index batch = index_q.extent(0), heads = index_q.extent(1), seq_q = index_q.extent(2), dim = index_q.extent(3);
-  detail::require(k >= 1, where, "k", k, ">= 1");
-  detail::require(heads >= 1, where, "H_I (index_q.extent(1))", heads, ">= 1");
-  detail::require(dim >= 1, where, "d_I (index_q.extent(3))", dim, ">= 1");
-  if (index_k.extent(0) != batch || index_k.extent(1) != 1 || index_k.extent(3) != dim)
-    detail::throw_invalid_argument(where, "index_k shape", detail::format_list(index_k.extents()),
-                                   "[batch " + std::to_string(batch) + ", 1, seq_k, d_I " + std::to_string(dim) +
-                                       "] (one index key per token, as wide as index_q)");
-  const std::array<Index, 3> w_shape{batch, heads, seq_q};
-  if (weights.extents() != w_shape)
-    detail::throw_invalid_argument(where, "weights shape", detail::format_list(weights.extents()),
-                                   detail::format_list(w_shape) + " = [batch, H_I, seq_q]");
-  TokenTopK::check_dims(where, batch, 1, seq_q, k, index_k.extent(2));
-  detail::require(options.num_threads >= 0, where, "num_threads", options.num_threads, ">= 0");
+  detail::check_indexer<T>(index_q, index_k, weights, k, options);
   return detail::LightningIndexer<T>(index_q, index_k, weights, k).run(options.num_threads);
+}
+
+// The same selection into `selection`, in its memory when no copy of it shares that memory and it is
+// large enough (select layer after layer into one TokenTopK: at n = 32768, k = 2048 the lists are
+// 256 MB). Bad input throws before `selection` is touched.
+template <class T>
+void lightning_top_k(TensorView<const std::type_identity_t<T>> index_q, TensorView<const std::type_identity_t<T>> index_k,
+                     StridedView<const std::type_identity_t<T>, 3> weights, Index k, TokenTopK& selection,
+                     const IndexerOptions& options = {}) {
+  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "lightning_top_k supports float and double");
+  detail::check_indexer<T>(index_q, index_k, weights, k, options);
+  selection = detail::LightningIndexer<T>(index_q, index_k, weights, k).run(options.num_threads, std::move(selection));
 }
 
 }  // namespace sparse_attention

@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sparse_attention/core/error.hpp"
@@ -86,10 +87,28 @@ class TokenTopK {
 
   // An unfilled selection of these sizes: every row must then be written once with set_row (the indexer
   // writes rows from several threads; the lists' memory is first touched there, not here).
-  TokenTopK(Index batch, Index groups, Index seq_q, Index k, Index seq_k)
+  TokenTopK(Index batch, Index groups, Index seq_q, Index k, Index seq_k) : TokenTopK(TokenTopK(), batch, groups, seq_q, k, seq_k) {}
+  // The same in the memory of `recycled`, when no other TokenTopK shares it (copies share their lists)
+  // and it is large enough; else in new memory. A model's layer loop selects into one selection: at
+  // n = 32768, k = 2048 the lists are 256 MB, and the first touch of new memory can cost more than the
+  // top-k itself.
+  TokenTopK(TokenTopK&& recycled, Index batch, Index groups, Index seq_q, Index k, Index seq_k)
       : batch_(batch), groups_(groups), seq_q_(seq_q), k_(k), seq_k_(seq_k) {
-    lists_ = detail::allocate_large<std::int32_t>(batch * groups * seq_q * k);
-    counts_ = std::make_shared<std::vector<std::int32_t>>(static_cast<std::size_t>(batch * groups * seq_q), 0);
+    const Index entries = batch * groups * seq_q * k, rows = batch * groups * seq_q;
+    if (recycled.lists_.use_count() == 1 && recycled.capacity_ >= entries) {
+      lists_ = std::move(recycled.lists_);
+      capacity_ = recycled.capacity_;
+    } else {
+      lists_ = detail::allocate_large<std::int32_t>(entries);
+      capacity_ = entries;
+    }
+    if (recycled.counts_.use_count() == 1) {
+      counts_ = std::move(recycled.counts_);
+      counts_->assign(static_cast<std::size_t>(rows), 0);
+    } else {
+      counts_ = std::make_shared<std::vector<std::int32_t>>(static_cast<std::size_t>(rows), 0);
+    }
+    recycled = TokenTopK();  // empty, not moved-from
   }
   // Row r (= (b * groups + g) * seq_q + i) holds `keys`, sorted ascending, at most k of them.
   void set_row(Index r, std::span<const std::int32_t> keys) {
@@ -114,6 +133,7 @@ class TokenTopK {
   }
 
   Index batch_ = 0, groups_ = 1, seq_q_ = 0, k_ = 1, seq_k_ = 0;
+  Index capacity_ = 0;  // entries of lists_
   std::shared_ptr<std::int32_t[]> lists_ = std::shared_ptr<std::int32_t[]>(new std::int32_t[0]);
   std::shared_ptr<std::vector<std::int32_t>> counts_ = std::make_shared<std::vector<std::int32_t>>();
 };
