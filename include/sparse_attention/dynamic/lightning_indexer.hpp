@@ -220,7 +220,7 @@ class RowTopK {
     if (n_ >= kShrinkAt * k_) shrink();
   }
 
-  // The selected keys, ascending, into `out` (capacity k); returns how many. `marks` holds one bit per
+  // The selected keys, ascending, into `out` (capacity k + kSlack); returns how many. `marks` holds one bit per
   // key up to the largest selected one, all clear, and is left clear: sorting by marking is O(k + n/64).
   Index finish(std::int32_t* out, std::uint64_t* marks) {
     if (n_ > k_) {
@@ -243,7 +243,11 @@ class RowTopK {
     if (run_word >= 0) marks[run_word] |= run_bits;
     Index count = 0;
     for (std::int32_t word = 0; word <= last / 64; ++word) {
+#if SPARSE_ATTENTION_SIMD_WIDTH == 64
+      count += simd::bit_positions(marks[word], word * 64, out + count);
+#else
       for (std::uint64_t bits = marks[word]; bits != 0; bits &= bits - 1) out[count++] = word * 64 + __builtin_ctzll(bits);
+#endif
       marks[word] = 0;
     }
     return count;
@@ -314,7 +318,8 @@ class LightningIndexer {
     const Index row_capacity = RowTopK<T>::capacity(top_k_);
     AlignedBuffer<T> scratch(per_thread * threads);
     std::vector<T> scores(static_cast<std::size_t>(kTileQ * row_capacity * threads));
-    std::vector<std::int32_t> keys(static_cast<std::size_t>((kTileQ * row_capacity + top_k_) * threads));
+    const Index keys_size = kTileQ * row_capacity + top_k_ + RowTopK<T>::kSlack;  // candidates, then one output row
+    std::vector<std::int32_t> keys(static_cast<std::size_t>(keys_size * threads));
     std::vector<T> cut_scores(static_cast<std::size_t>(row_capacity * threads));
     std::vector<std::int32_t> cut_keys(static_cast<std::size_t>(row_capacity * threads));
     const Index words = ceil_div(seq_k_, 64) + 1;
@@ -324,7 +329,7 @@ class LightningIndexer {
       const Index item = items - 1 - n;
       const typename RowTopK<T>::CutScratch cut{cut_scores.data() + row_capacity * thread, cut_keys.data() + row_capacity * thread};
       Thread t{scratch.data() + per_thread * thread, scores.data() + kTileQ * row_capacity * thread,
-               keys.data() + (kTileQ * row_capacity + top_k_) * thread, cut, marks.data() + words * thread};
+               keys.data() + keys_size * thread, cut, marks.data() + words * thread};
       run_tile(item / tiles, item % tiles, kt.data() + item / tiles * dim_ * keys_padded_, t, selection);
     });
     return selection;
