@@ -442,10 +442,7 @@ class LightningIndexer {
   Index top_k_, batch_, heads_, seq_q_, dim_, seq_k_, keys_padded_;
 };
 
-}  // namespace detail
-
-namespace detail {
-
+// Throws std::invalid_argument, naming the parameter, unless the indexer's inputs fit together.
 template <class T>
 void check_indexer(TensorView<const T> index_q, TensorView<const T> index_k, StridedView<const T, 3> weights, Index k,
                    const IndexerOptions& options) {
@@ -486,7 +483,7 @@ TokenTopK lightning_top_k(TensorView<const std::type_identity_t<T>> index_q, Ten
 
 // The same selection into `selection`, in its memory when no copy of it shares that memory and it is
 // large enough (select layer after layer into one TokenTopK: at n = 32768, k = 2048 the lists are
-// 256 MB). Bad input throws before `selection` is touched.
+// 256 MB). Bad input throws before `selection` is touched; if memory runs out it is left empty.
 template <class T>
 void lightning_top_k(TensorView<const std::type_identity_t<T>> index_q, TensorView<const std::type_identity_t<T>> index_k,
                      StridedView<const std::type_identity_t<T>, 3> weights, Index k, TokenTopK& selection,
