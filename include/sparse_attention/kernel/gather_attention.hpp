@@ -224,7 +224,7 @@ class GatheredAttention {
     T* chunk_k = nullptr;  // [chunk_keys][k_stride]: the chunk's selected K rows, at key - c0
     T* chunk_v = nullptr;
     std::vector<typename RowGather<T>::State> states;  // [token - i0][head in group]
-    std::vector<std::size_t> cursors, ends;            // per token: its keys in the current chunk
+    std::vector<std::size_t> cursors;                  // per token: its first key not yet taken
     std::vector<std::uint8_t> selected;                // [key - c0]: selected by some row of the block
     std::vector<const T*> k_rows, v_rows;              // one segment's rows
   };
@@ -260,7 +260,6 @@ class GatheredAttention {
       rs.chunk_k = base;
       rs.chunk_v = base + chunk_keys_ * k_stride_;
       rs.cursors.resize(static_cast<std::size_t>(block_tokens_));
-      rs.ends.resize(static_cast<std::size_t>(block_tokens_));
       rs.selected.resize(static_cast<std::size_t>(chunk_keys_));
       rs.k_rows.resize(kTileKeys);
       rs.v_rows.resize(kTileKeys);
@@ -296,32 +295,26 @@ class GatheredAttention {
     // mark which keys are selected (almost all are, and marking costs a pass over every list).
     const bool whole = last >= 0 && pairs >= 4 * (last - first + 1);
     for (Index c0 = last < 0 ? 0 : first / chunk_keys_ * chunk_keys_; c0 <= last; c0 += chunk_keys_) {
-      // Which keys of the chunk the block selected, then those rows into the chunk buffer.
-      if (whole) {
-        for (Index j = std::max<Index>(first - c0, 0), j1 = std::min(chunk_keys_, last + 1 - c0); j < j1; ++j) {
-          copy_row(k_, b, g, c0 + j, p_.head_dim, rs.chunk_k + j * k_stride_);
-          copy_row(v_, b, g, c0 + j, p_.value_dim, rs.chunk_v + j * v_stride_);
-        }
-      } else {
+      // Which keys of the chunk the block selected (unless it copies the whole range), then those rows
+      // into the chunk buffer.
+      if (!whole) {
         std::fill(rs.selected.begin(), rs.selected.end(), 0);
         for (Index i = i0; i < i1; ++i) {
           const std::span<const std::int32_t> keys = s_.keys(b, list, i);
-          std::size_t end = at(rs.cursors, i - i0);
-          for (; end < keys.size() && keys[end] < c0 + chunk_keys_; ++end) at(rs.selected, keys[end] - c0) = 1;
-          at(rs.ends, i - i0) = end;
+          for (std::size_t t = at(rs.cursors, i - i0); t < keys.size() && keys[t] < c0 + chunk_keys_; ++t)
+            at(rs.selected, keys[t] - c0) = 1;
         }
-        for (Index j = 0; j < chunk_keys_; ++j)
-          if (at(rs.selected, j) != 0) {
-            copy_row(k_, b, g, c0 + j, p_.head_dim, rs.chunk_k + j * k_stride_);
-            copy_row(v_, b, g, c0 + j, p_.value_dim, rs.chunk_v + j * v_stride_);
-          }
       }
+      for (Index j = std::max<Index>(first - c0, 0), j1 = std::min(chunk_keys_, last + 1 - c0); j < j1; ++j)
+        if (whole || at(rs.selected, j) != 0) {
+          copy_row(k_, b, g, c0 + j, p_.head_dim, rs.chunk_k + j * k_stride_);
+          copy_row(v_, b, g, c0 + j, p_.value_dim, rs.chunk_v + j * v_stride_);
+        }
       for (Index i = i0; i < i1; ++i) {
         if (i + kListAhead < i1) __builtin_prefetch(s_.keys(b, list, i + kListAhead).data() + at(rs.cursors, i + kListAhead - i0), 0, 3);
         const std::span<const std::int32_t> keys = s_.keys(b, list, i);
-        std::size_t end = at(rs.ends, i - i0);
-        if (whole)
-          for (end = at(rs.cursors, i - i0); end < keys.size() && keys[end] < c0 + chunk_keys_;) ++end;
+        std::size_t end = at(rs.cursors, i - i0);  // the row's keys in this chunk: [cursor, end)
+        while (end < keys.size() && keys[end] < c0 + chunk_keys_) ++end;
         for (std::size_t t = at(rs.cursors, i - i0); t < end; t += kTileKeys) {
           const Index n = std::min<Index>(kTileKeys, static_cast<Index>(end - t));
           for (Index c = 0; c < n; ++c) {
