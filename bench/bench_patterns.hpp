@@ -88,7 +88,7 @@ inline Pattern block_top_k_pattern(Index max_n, Index top_k) {
             Prepared p;
             p.run = [=](auto q, auto k, auto v, auto o, int threads) {
               // The selection depends on the data: routed on every call, as a model would.
-              const BlockTopK selection = BlockTopK::select(q, k, top_k, 64);
+              const BlockTopK selection = BlockTopK::select(q, k, top_k, 64, {.num_threads = threads});
               attention<float>(q, k, v, o, selection, {.num_threads = threads});
             };
             // Pairs of a causal selection of k blocks per 64-query block (the exact count depends on data

@@ -267,6 +267,22 @@ TYPED_TEST(GatherTest, BlockTopKAttentionMatchesReference) {
   }
 }
 
+// Heads are routed in parallel: the selection must not depend on the thread count (GQA, a cached
+// prefix, a tail block, more heads than threads).
+TEST(BlockTopK, SelectionIndependentOfThreads) {
+  const Problem<float> p(Shape{2, 6, 3, 150, 190, 16, 16, false}, 21);
+  const sa::BlockTopK one = sa::BlockTopK::select(p.qv(), p.kv(), 4, 32, {.num_threads = 1});
+  for (int threads : {2, 4}) {
+    const sa::BlockTopK many = sa::BlockTopK::select(p.qv(), p.kv(), 4, 32, {.num_threads = threads});
+    for (sa::Index b = 0; b < 2; ++b)
+      for (sa::Index h = 0; h < 6; ++h)
+        for (sa::Index i = 0; i < 150; ++i)
+          for (sa::Index j0 = 0; j0 < 190; j0 += 64)
+            ASSERT_EQ(one.mask(b).key_mask({150, 190}, i, h, j0), many.mask(b).key_mask({150, 190}, i, h, j0))
+                << threads << " threads, batch " << b << " head " << h << " query " << i << " keys from " << j0;
+  }
+}
+
 TEST(BlockTopK, KCoveringEveryBlockIsCausal) {
   const Problem<float> p(Shape{1, 2, 2, 100, 100, 8, 8, false}, 3);
   const sa::BlockTopK sel = sa::BlockTopK::select(p.qv(), p.kv(), 10, 16);

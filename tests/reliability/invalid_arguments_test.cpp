@@ -132,6 +132,7 @@ std::vector<BadCase> cases() {
       {[] { (void)sa::BlockTopK::select(p.qv(), sa::bhsd<const float>(p.k.data(), 2, 3, 20, 8), 2, 16); }, "BlockTopK::select: q heads / k heads = 4 / 3"},
       {[] { (void)sa::BlockTopK::select(p.qv(), sa::bhsd<const float>(p.k.data(), 2, 2, 40, 4), 2, 16); }, "BlockTopK::select: k shape = [2, 2, 40, 4]"},
       {[] { (void)sa::BlockTopK::select(longer_q.qv(), longer_q.kv(), 2, 16); }, "BlockTopK::select: seq_q = 50"},
+      {[] { (void)sa::BlockTopK::select(p.qv(), p.kv(), 2, 16, {.num_threads = -1}); }, "BlockTopK::select: num_threads = -1"},
       {[] {
          const Problem<float> one(Shape{1, 4, 2, 40, 40, 8, 8, false}, 4);
          sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(out), sa::BlockTopK::select(one.qv(), one.kv(), 2, 16));

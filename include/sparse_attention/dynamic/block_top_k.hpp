@@ -17,10 +17,16 @@
 #include "sparse_attention/core/tensor_view.hpp"
 #include "sparse_attention/core/types.hpp"
 #include "sparse_attention/kernel/blocked_attention.hpp"
+#include "sparse_attention/kernel/parallel.hpp"
 #include "sparse_attention/kernel/problem.hpp"
 #include "sparse_attention/masks/block_mask.hpp"
 
 namespace sparse_attention {
+
+struct BlockTopKOptions {
+  // Threads (over heads); 0 means OpenMP's default. The selection never depends on it.
+  int num_threads = 0;
+};
 
 class BlockTopK {
  public:
@@ -29,7 +35,8 @@ class BlockTopK {
   // against KV head h / (Hq / Hkv). k = 1 keeps the diagonal block only; k >= Q + 1 gives block Q all of
   // its history (Causal).
   template <class T>
-  static BlockTopK select(TensorView<const T> q, TensorView<const T> k, Index top_k, Index block) {
+  static BlockTopK select(TensorView<const T> q, TensorView<const T> k, Index top_k, Index block,
+                          const BlockTopKOptions& options = {}) {
     constexpr std::string_view where = "BlockTopK::select";
     detail::check_data(where, "q", q);
     detail::check_data(where, "k", k);
@@ -43,48 +50,71 @@ class BlockTopK {
       detail::throw_invalid_argument(where, "k shape", detail::format_list(k.extents()),
                                      "[batch " + std::to_string(batch) + ", kv_heads, seq_k, head_dim " + std::to_string(dim) + "]");
     detail::require(seq_q <= seq_k, where, "seq_q", seq_q, "<= seq_k (" + std::to_string(seq_k) + "): queries are the last positions");
+    detail::require(options.num_threads >= 0, where, "num_threads", options.num_threads, ">= 0 (0 = OpenMP's default)");
     BlockTopK s;
     s.top_k_ = top_k;
     s.block_ = block;
     const Index nb = detail::ceil_div(seq_k, block), offset = seq_k - seq_q, group = heads / kv_heads;
-    std::vector<double> key_means(static_cast<std::size_t>(kv_heads * nb * dim)), query_mean(static_cast<std::size_t>(dim));
-    std::vector<std::pair<double, Index>> scored;
+    const int threads = detail::thread_count(options.num_threads, heads);
+    // Query block qb keeps at most min(k, qb + 1) blocks, written at slot_begin[qb] of its head's slots.
+    std::vector<Index> slot_begin(static_cast<std::size_t>(nb) + 1, 0);
+    for (Index qb = 0; qb < nb; ++qb)
+      slot_begin[static_cast<std::size_t>(qb) + 1] = slot_begin[static_cast<std::size_t>(qb)] + std::min(top_k, qb + 1);
+    const Index slots = slot_begin.back();
+    std::vector<Index> kept(static_cast<std::size_t>(heads * slots)), kept_count(static_cast<std::size_t>(heads * nb));
+    // Key means transposed, [kv_head][dim][key block], so that one query mean scores every earlier key
+    // block at once (vectors over key blocks); each score still sums over the dimensions in order.
+    std::vector<double> key_means(static_cast<std::size_t>(kv_heads * dim * nb));
+    // Per thread: a mean (dim), the scores (nb) and the (score, block) pairs (nb), allocated here: the
+    // parallel loops must not throw.
+    std::vector<double> means(static_cast<std::size_t>(threads * (dim + nb)));
+    std::vector<std::pair<double, Index>> scored(static_cast<std::size_t>(threads * nb));
     for (Index b = 0; b < batch; ++b) {
-      for (Index g = 0; g < kv_heads; ++g)
+      detail::parallel_for_dynamic(kv_heads, threads, [&](Index g, int thread) {
+        double* mean = &means[static_cast<std::size_t>(thread * (dim + nb))];
         for (Index kb = 0; kb < nb; ++kb) {
-          double* mean = &key_means[static_cast<std::size_t>((g * nb + kb) * dim)];
-          std::fill(mean, mean + dim, 0.0);
           const Index first = kb * block, last = std::min(seq_k, first + block);
-          for (Index j = first; j < last; ++j)
-            for (Index c = 0; c < dim; ++c) mean[c] += static_cast<double>(k(b, g, j, c));
-          for (Index c = 0; c < dim; ++c) mean[c] /= static_cast<double>(last - first);
+          sum_rows(k.data() + b * k.stride(0) + g * k.stride(1), k.stride(2), k.stride(3), first, last, dim, mean);
+          for (Index c = 0; c < dim; ++c)
+            key_means[static_cast<std::size_t>((g * dim + c) * nb + kb)] = mean[c] / static_cast<double>(last - first);
         }
-      std::vector<Index> row_begin{0}, columns;
-      for (Index h = 0; h < heads; ++h) {
+      });
+      detail::parallel_for_dynamic(heads, threads, [&](Index h, int thread) {
+        double* mean = &means[static_cast<std::size_t>(thread * (dim + nb))];
+        double* scores = mean + dim;
+        std::pair<double, Index>* pairs = &scored[static_cast<std::size_t>(thread * nb)];
+        const double* head_means = &key_means[static_cast<std::size_t>((h / group) * dim * nb)];
         for (Index qb = 0; qb < nb; ++qb) {
+          Index& count = kept_count[static_cast<std::size_t>(h * nb + qb)];
+          count = 0;
           // Queries of this call in the block (positions before seq_k - seq_q are the cached prefix).
           const Index first = std::max(qb * block, offset), last = std::min(seq_k, (qb + 1) * block);
-          if (first < last) {
-            std::fill(query_mean.begin(), query_mean.end(), 0.0);
-            for (Index p = first; p < last; ++p)
-              for (Index c = 0; c < dim; ++c) query_mean[static_cast<std::size_t>(c)] += static_cast<double>(q(b, h, p - offset, c));
-            scored.clear();
-            for (Index kb = 0; kb < qb; ++kb) {
-              const double* mean = &key_means[static_cast<std::size_t>(((h / group) * nb + kb) * dim)];
-              double score = 0;
-              for (Index c = 0; c < dim; ++c) score += query_mean[static_cast<std::size_t>(c)] * mean[c];
-              scored.emplace_back(-score, kb);  // ascending: best score first, then the smaller block
-            }
-            const Index keep = std::min<Index>(top_k - 1, qb);
-            std::partial_sort(scored.begin(), scored.begin() + keep, scored.end());
-            const std::size_t begin = columns.size();
-            for (Index t = 0; t < keep; ++t) columns.push_back(scored[static_cast<std::size_t>(t)].second);
-            columns.push_back(qb);
-            std::sort(columns.begin() + static_cast<std::ptrdiff_t>(begin), columns.end());
+          if (first >= last) continue;
+          sum_rows(q.data() + b * q.stride(0) + h * q.stride(1), q.stride(2), q.stride(3), first - offset, last - offset, dim, mean);
+          std::fill(scores, scores + qb, 0.0);
+          for (Index c = 0; c < dim; ++c) {
+            const double m = mean[c];
+            const double* column = head_means + c * nb;
+            for (Index kb = 0; kb < qb; ++kb) scores[kb] += m * column[kb];
           }
+          for (Index kb = 0; kb < qb; ++kb) pairs[kb] = {-scores[kb], kb};  // ascending: best first, then the smaller block
+          const Index keep = std::min<Index>(top_k - 1, qb);
+          std::partial_sort(pairs, pairs + keep, pairs + qb);
+          Index* out = &kept[static_cast<std::size_t>(h * slots + slot_begin[static_cast<std::size_t>(qb)])];
+          for (Index t = 0; t < keep; ++t) out[t] = pairs[t].second;
+          out[keep] = qb;
+          count = keep + 1;
+          std::sort(out, out + count);
+        }
+      });
+      std::vector<Index> row_begin{0}, columns;
+      row_begin.reserve(static_cast<std::size_t>(heads * nb) + 1);
+      for (Index h = 0; h < heads; ++h)
+        for (Index qb = 0; qb < nb; ++qb) {
+          const Index* out = &kept[static_cast<std::size_t>(h * slots + slot_begin[static_cast<std::size_t>(qb)])];
+          columns.insert(columns.end(), out, out + kept_count[static_cast<std::size_t>(h * nb + qb)]);
           row_begin.push_back(static_cast<Index>(columns.size()));
         }
-      }
       s.masks_.push_back(BlockMask::from_rows(std::move(row_begin), std::move(columns), heads, nb, nb, {block, block},
                                               /*causal=*/true));
     }
@@ -98,6 +128,21 @@ class BlockTopK {
   const BlockMask& mask(Index b) const { return masks_[static_cast<std::size_t>(b)]; }
 
  private:
+  // sum[c] = the sum over rows [first, last) of row[c] in double, row r's element c at
+  // base[r * row_stride + c * dim_stride].
+  template <class T>
+  static void sum_rows(const T* base, Index row_stride, Index dim_stride, Index first, Index last, Index dim, double* sum) {
+    std::fill(sum, sum + dim, 0.0);
+    for (Index r = first; r < last; ++r) {
+      const T* row = base + r * row_stride;
+      if (dim_stride == 1) {
+        for (Index c = 0; c < dim; ++c) sum[c] += static_cast<double>(row[c]);
+      } else {
+        for (Index c = 0; c < dim; ++c) sum[c] += static_cast<double>(row[c * dim_stride]);
+      }
+    }
+  }
+
   Index top_k_ = 1, block_ = 1;
   std::vector<BlockMask> masks_;
 };

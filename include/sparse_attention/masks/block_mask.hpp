@@ -110,14 +110,20 @@ class BlockMask {
     return bits;
   }
 
+  // Per layout row the tile's queries fall in (one when the grid's blocks are the layout's), each
+  // listed block overlapping the tile's keys counts its overlap once per query, clipped at the query's
+  // position when causal: O(rows x listed blocks), no per-query search.
   Index count_allowed(const BlockGrid& g, Index qb, Index kb, Index h) const {
     const Range pos = g.position_range(qb), keys = g.kv_range(kb);
     Index n = 0;
-    for (Index p = std::max<Index>(pos.begin, 0); p < pos.end; ++p) {
-      const Index end = causal_ ? std::min(keys.end, p + 1) : keys.end;
-      const auto [first, last] = row(h, p / block_.q);
-      for (auto c = std::lower_bound(first, last, keys.begin / block_.kv); c != last && *c * block_.kv < end; ++c)
-        n += Range{std::max(keys.begin, *c * block_.kv), std::min(end, (*c + 1) * block_.kv)}.size();
+    for (Index p0 = std::max<Index>(pos.begin, 0), p1 = 0; p0 < pos.end; p0 = p1) {
+      const Index r = p0 / block_.q;
+      p1 = std::min(pos.end, (r + 1) * block_.q);
+      const auto [first, last] = row(h, r);
+      for (auto c = std::lower_bound(first, last, keys.begin / block_.kv); c != last && *c * block_.kv < keys.end; ++c) {
+        const Range overlap{std::max(keys.begin, *c * block_.kv), std::min(keys.end, (*c + 1) * block_.kv)};
+        n += causal_ ? detail::causal_pairs({p0, p1}, overlap) : (p1 - p0) * overlap.size();
+      }
     }
     return n;
   }
