@@ -161,6 +161,27 @@ SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_pairs(Vec<double> x, const std:
   return static_cast<unsigned>(__builtin_popcount(bits));
 }
 
+// Sets column c (lanes [0, lanes), lanes a multiple of the vector width, at st + c * ld) to -inf where
+// bit c - c0 of row_bits[lane] is clear, for c in [c0, c_end), c_end - c0 <= 64: per column and vector,
+// "bit clear" tests of the lanes' 64-bit words straight into a store mask, no load of the scores.
+template <class T>
+void forbid_clear_bits(T* st, Index ld, Index lanes, Index c0, Index c_end, const std::uint64_t* row_bits) {
+  constexpr int W = Vec<T>::kLanes;
+  for (Index r = 0; r < lanes; r += W) {
+    const __m512i lo = _mm512_loadu_si512(row_bits + r);
+    [[maybe_unused]] const __m512i hi = W == 16 ? _mm512_loadu_si512(row_bits + r + 8) : lo;
+    __m512i bit = _mm512_set1_epi64(1);
+    for (Index c = c0; c < c_end; ++c, bit = _mm512_slli_epi64(bit, 1)) {
+      if constexpr (W == 16) {
+        const __mmask16 forbidden = _mm512_kunpackb(_mm512_testn_epi64_mask(hi, bit), _mm512_testn_epi64_mask(lo, bit));
+        _mm512_mask_storeu_ps(st + c * ld + r, forbidden, _mm512_set1_ps(-__builtin_inff()));
+      } else {
+        _mm512_mask_storeu_pd(st + c * ld + r, _mm512_testn_epi64_mask(lo, bit), _mm512_set1_pd(-__builtin_inf()));
+      }
+    }
+  }
+}
+
 // x where x > -inf, else 0.
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> zero_if_minus_inf(Vec<float> x) {
   return {_mm512_maskz_mov_ps(_mm512_cmp_ps_mask(x.v, _mm512_set1_ps(-__builtin_inff()), _CMP_NEQ_UQ), x.v)};
