@@ -32,16 +32,18 @@ class Strided {
   }
 
   std::uint64_t key_mask(const Extent& x, Index i, Index, Index j0) const {
-    const Index p = x.position(i);
+    const Index p = x.position(i), d = p - j0;  // key j0 + t lies at distance d - t below p
     std::uint64_t bits = interval_bits({p - l_ + 1, causal_ ? p + 1 : p + l_}, j0);
-    // Strided keys p - m * stride (and p + m * stride) with m >= 1 that fall in [j0, j0 + 64).
-    for (Index m = std::max<Index>(1, detail::ceil_div_signed(p - j0 - 63, l_)), m_end = detail::floor_div(p - j0, l_);
-         m <= m_end; ++m)
-      bits |= detail::key_bit(p - m * l_, j0);
+    // Strided keys p - m * stride (m >= 1): offsets t = d - m * stride, from d mod stride up to d - stride.
+    // One division per row: partial tiles mask every row of theirs.
+    if (d >= l_)
+      for (Index t = d % l_, last = std::min<Index>(63, d - l_); t <= last; t += l_) bits |= std::uint64_t{1} << t;
     if (!causal_) {
-      for (Index m = std::max<Index>(1, detail::ceil_div_signed(j0 - p, l_)), m_end = detail::floor_div(j0 + 63 - p, l_);
-           m <= m_end; ++m)
-        bits |= detail::key_bit(p + m * l_, j0);
+      // p + m * stride (m >= 1): offsets t = d + m * stride >= 0, from d + stride, or d mod stride when
+      // that is negative.
+      Index t = d + l_;
+      if (t < 0) t = d % l_ == 0 ? 0 : d % l_ + l_;
+      for (; t < 64; t += l_) bits |= std::uint64_t{1} << t;
     }
     return bits;
   }
