@@ -229,38 +229,46 @@ TEST(Gather, RejectsMismatchedSelections) {
 
 // BlockTopK: block scores by mean-pooled queries and keys, the diagonal block always kept.
 TEST(BlockTopK, SelectsTheBestCausalBlocks) {
-  const Shape s{1, 2, 1, 256, 256, 16, 16, false};
-  const Problem<double> p(s, 8);
-  const sa::Index block = 32, k = 3, nb = 8;
-  const sa::BlockTopK sel = sa::BlockTopK::select(p.qv(), p.kv(), k, block);
-  const sa::BlockMask& mask = sel.mask(0);
-  for (sa::Index h = 0; h < 2; ++h)
-    for (sa::Index qb = 0; qb < nb; ++qb) {
-      // Reference: scores of the blocks before qb, best k - 1 (ties to the smaller block), plus qb.
-      std::vector<std::pair<double, sa::Index>> scored;
-      for (sa::Index kb = 0; kb < qb; ++kb) {
-        double score = 0;
-        for (sa::Index c = 0; c < 16; ++c) {
-          double qm = 0, km = 0;
-          for (sa::Index t = 0; t < block; ++t) qm += p.qv()(0, h, qb * block + t, c), km += p.kv()(0, 0, kb * block + t, c);
-          score += qm * km / block;
+  // Query blocks hold the queries of this call only: all of them, a chunk after 48 cached keys (block 1
+  // partly, block 0 not at all), and one decode query.
+  for (const sa::Index seq_q : {256, 208, 1}) {
+    const Shape s{1, 2, 1, seq_q, 256, 16, 16, false};
+    const Problem<double> p(s, 8);
+    const sa::Index block = 32, k = 3, nb = 8, offset = 256 - seq_q;
+    const sa::BlockTopK sel = sa::BlockTopK::select(p.qv(), p.kv(), k, block);
+    const sa::BlockMask& mask = sel.mask(0);
+    for (sa::Index h = 0; h < 2; ++h)
+      for (sa::Index qb = offset / block; qb < nb; ++qb) {
+        // Reference: scores of the blocks before qb, best k - 1 (ties to the smaller block), plus qb.
+        const sa::Index first = std::max(qb * block, offset), last = (qb + 1) * block;
+        std::vector<std::pair<double, sa::Index>> scored;
+        for (sa::Index kb = 0; kb < qb; ++kb) {
+          double score = 0;
+          for (sa::Index c = 0; c < 16; ++c) {
+            double qm = 0, km = 0;
+            for (sa::Index t = first; t < last; ++t) qm += p.qv()(0, h, t - offset, c);
+            for (sa::Index t = 0; t < block; ++t) km += p.kv()(0, 0, kb * block + t, c);
+            score += qm * km / block;
+          }
+          scored.push_back({-score, kb});
         }
-        scored.push_back({-score, kb});
+        std::sort(scored.begin(), scored.end());
+        std::vector<sa::Index> expected{qb};
+        for (std::size_t t = 0; t < std::min<std::size_t>(k - 1, scored.size()); ++t) expected.push_back(scored[t].second);
+        std::sort(expected.begin(), expected.end());
+        std::vector<sa::Index> got;
+        for (sa::Index kb = 0; kb < nb; ++kb)
+          if (mask.allowed({seq_q, 256}, last - 1 - offset, kb * block, h)) got.push_back(kb);
+        EXPECT_EQ(expected, got) << "Sq " << seq_q << " head " << h << " query block " << qb;
       }
-      std::sort(scored.begin(), scored.end());
-      std::vector<sa::Index> expected{qb};
-      for (std::size_t t = 0; t < std::min<std::size_t>(k - 1, scored.size()); ++t) expected.push_back(scored[t].second);
-      std::sort(expected.begin(), expected.end());
-      std::vector<sa::Index> got;
-      for (sa::Index kb = 0; kb < nb; ++kb)
-        if (mask.allowed({256, 256}, qb * block + block - 1, kb * block, h)) got.push_back(kb);
-      EXPECT_EQ(expected, got) << "head " << h << " query block " << qb;
-    }
+  }
 }
 
 TYPED_TEST(GatherTest, BlockTopKAttentionMatchesReference) {
   using T = TypeParam;
-  for (const Shape& s : {Shape{2, 4, 2, 200, 200, 24, 16, false}, Shape{1, 4, 1, 70, 200, 16, 16, true}}) {
+  // One-shot prefill, a chunk after a cached prefix, and decode (one query after 200 cached keys).
+  for (const Shape& s : {Shape{2, 4, 2, 200, 200, 24, 16, false}, Shape{1, 4, 1, 70, 200, 16, 16, true},
+                         Shape{2, 4, 2, 1, 200, 16, 16, false}}) {
     const Problem<T> p(s, 12);
     const sa::BlockTopK sel = sa::BlockTopK::select(p.qv(), p.kv(), 3, 32);
     EXPECT_TRUE(selection_matches_reference(p, sel, [&](sa::Index b) -> const sa::BlockMask& { return sel.mask(b); }));

@@ -56,12 +56,15 @@ class BlockTopK {
     s.block_ = block;
     const Index nb = detail::ceil_div(seq_k, block), offset = seq_k - seq_q, group = heads / kv_heads;
     const int threads = detail::thread_count(options.num_threads, heads);
-    // Query block qb keeps at most min(k, qb + 1) blocks, written at slot_begin[qb] of its head's slots.
-    std::vector<Index> slot_begin(static_cast<std::size_t>(nb) + 1, 0);
+    // A query block holding queries of this call (positions before seq_k - seq_q are the cached prefix)
+    // keeps min(k, qb + 1) blocks: its row's place in the compressed rows is known before any score.
+    std::vector<Index> row_size(static_cast<std::size_t>(nb));
     for (Index qb = 0; qb < nb; ++qb)
-      slot_begin[static_cast<std::size_t>(qb) + 1] = slot_begin[static_cast<std::size_t>(qb)] + std::min(top_k, qb + 1);
-    const Index slots = slot_begin.back();
-    std::vector<Index> kept(static_cast<std::size_t>(heads * slots)), kept_count(static_cast<std::size_t>(heads * nb));
+      row_size[static_cast<std::size_t>(qb)] =
+          std::max(qb * block, offset) < std::min(seq_k, (qb + 1) * block) ? std::min(top_k, qb + 1) : 0;
+    std::vector<Index> row_begin(static_cast<std::size_t>(heads * nb) + 1, 0);
+    for (Index r = 0; r < heads * nb; ++r)
+      row_begin[static_cast<std::size_t>(r) + 1] = row_begin[static_cast<std::size_t>(r)] + row_size[static_cast<std::size_t>(r % nb)];
     // Key means transposed, [kv_head][dim][key block], so that one query mean scores every earlier key
     // block at once (vectors over key blocks); each score still sums over the dimensions in order.
     std::vector<double> key_means(static_cast<std::size_t>(kv_heads * dim * nb));
@@ -79,17 +82,15 @@ class BlockTopK {
             key_means[static_cast<std::size_t>((g * dim + c) * nb + kb)] = mean[c] / static_cast<double>(last - first);
         }
       });
+      std::vector<Index> columns(static_cast<std::size_t>(row_begin.back()));
       detail::parallel_for_dynamic(heads, threads, [&](Index h, int thread) {
         double* mean = &means[static_cast<std::size_t>(thread * (dim + nb))];
         double* scores = mean + dim;
         std::pair<double, Index>* pairs = &scored[static_cast<std::size_t>(thread * nb)];
         const double* head_means = &key_means[static_cast<std::size_t>((h / group) * dim * nb)];
         for (Index qb = 0; qb < nb; ++qb) {
-          Index& count = kept_count[static_cast<std::size_t>(h * nb + qb)];
-          count = 0;
-          // Queries of this call in the block (positions before seq_k - seq_q are the cached prefix).
+          if (row_size[static_cast<std::size_t>(qb)] == 0) continue;
           const Index first = std::max(qb * block, offset), last = std::min(seq_k, (qb + 1) * block);
-          if (first >= last) continue;
           sum_rows(q.data() + b * q.stride(0) + h * q.stride(1), q.stride(2), q.stride(3), first - offset, last - offset, dim, mean);
           std::fill(scores, scores + qb, 0.0);
           for (Index c = 0; c < dim; ++c) {
@@ -98,25 +99,15 @@ class BlockTopK {
             for (Index kb = 0; kb < qb; ++kb) scores[kb] += m * column[kb];
           }
           for (Index kb = 0; kb < qb; ++kb) pairs[kb] = {-scores[kb], kb};  // ascending: best first, then the smaller block
-          const Index keep = std::min<Index>(top_k - 1, qb);
+          const Index keep = row_size[static_cast<std::size_t>(qb)] - 1;   // and the diagonal block
           std::partial_sort(pairs, pairs + keep, pairs + qb);
-          Index* out = &kept[static_cast<std::size_t>(h * slots + slot_begin[static_cast<std::size_t>(qb)])];
+          Index* out = &columns[static_cast<std::size_t>(row_begin[static_cast<std::size_t>(h * nb + qb)])];
           for (Index t = 0; t < keep; ++t) out[t] = pairs[t].second;
           out[keep] = qb;
-          count = keep + 1;
-          std::sort(out, out + count);
+          std::sort(out, out + keep + 1);
         }
       });
-      std::vector<Index> row_begin{0}, columns;
-      row_begin.reserve(static_cast<std::size_t>(heads * nb) + 1);
-      for (Index h = 0; h < heads; ++h)
-        for (Index qb = 0; qb < nb; ++qb) {
-          const Index* out = &kept[static_cast<std::size_t>(h * slots + slot_begin[static_cast<std::size_t>(qb)])];
-          columns.insert(columns.end(), out, out + kept_count[static_cast<std::size_t>(h * nb + qb)]);
-          row_begin.push_back(static_cast<Index>(columns.size()));
-        }
-      s.masks_.push_back(BlockMask::from_rows(std::move(row_begin), std::move(columns), heads, nb, nb, {block, block},
-                                              /*causal=*/true));
+      s.masks_.push_back(BlockMask::from_rows(row_begin, std::move(columns), heads, nb, nb, {block, block}, /*causal=*/true));
     }
     return s;
   }
