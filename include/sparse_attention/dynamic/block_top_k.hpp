@@ -69,12 +69,12 @@ class BlockTopK {
     // block at once (vectors over key blocks); each score still sums over the dimensions in order.
     std::vector<double> key_means(static_cast<std::size_t>(kv_heads * dim * nb));
     // Per thread: a mean (dim), the scores (nb) and the (score, block) pairs (nb), allocated here: the
-    // parallel loops must not throw.
+    // parallel loops must not throw. (Pointers into them by data() + offset: any of them may be empty.)
     std::vector<double> means(static_cast<std::size_t>(threads * (dim + nb)));
     std::vector<std::pair<double, Index>> scored(static_cast<std::size_t>(threads * nb));
     for (Index b = 0; b < batch; ++b) {
       detail::parallel_for_dynamic(kv_heads, threads, [&](Index g, int thread) {
-        double* mean = &means[static_cast<std::size_t>(thread * (dim + nb))];
+        double* mean = means.data() + thread * (dim + nb);
         for (Index kb = 0; kb < nb; ++kb) {
           const Index first = kb * block, last = std::min(seq_k, first + block);
           sum_rows(k.data() + b * k.stride(0) + g * k.stride(1), k.stride(2), k.stride(3), first, last, dim, mean);
@@ -84,10 +84,10 @@ class BlockTopK {
       });
       std::vector<Index> columns(static_cast<std::size_t>(row_begin.back()));
       detail::parallel_for_dynamic(heads, threads, [&](Index h, int thread) {
-        double* mean = &means[static_cast<std::size_t>(thread * (dim + nb))];
+        double* mean = means.data() + thread * (dim + nb);
         double* scores = mean + dim;
-        std::pair<double, Index>* pairs = &scored[static_cast<std::size_t>(thread * nb)];
-        const double* head_means = &key_means[static_cast<std::size_t>((h / group) * dim * nb)];
+        std::pair<double, Index>* pairs = scored.data() + thread * nb;
+        const double* head_means = key_means.data() + (h / group) * dim * nb;
         for (Index qb = 0; qb < nb; ++qb) {
           if (row_size[static_cast<std::size_t>(qb)] == 0) continue;
           const Index first = std::max(qb * block, offset), last = std::min(seq_k, (qb + 1) * block);
@@ -101,7 +101,7 @@ class BlockTopK {
           for (Index kb = 0; kb < qb; ++kb) pairs[kb] = {-scores[kb], kb};  // ascending: best first, then the smaller block
           const Index keep = row_size[static_cast<std::size_t>(qb)] - 1;   // and the diagonal block
           std::partial_sort(pairs, pairs + keep, pairs + qb);
-          Index* out = &columns[static_cast<std::size_t>(row_begin[static_cast<std::size_t>(h * nb + qb)])];
+          Index* out = columns.data() + row_begin[static_cast<std::size_t>(h * nb + qb)];
           for (Index t = 0; t < keep; ++t) out[t] = pairs[t].second;
           out[keep] = qb;
           std::sort(out, out + keep + 1);
