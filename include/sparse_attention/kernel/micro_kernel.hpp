@@ -158,6 +158,29 @@ class BlockProduct {
   }
 };
 
+// Whether the `count` rows of `dim` elements hold only finite values (x * 0 is 0 for finite x and NaN
+// for an infinity or a NaN; the sums of those products are all 0 exactly when every x is finite).
+template <class T, class Rows>
+bool all_finite(Rows rows, Index count, Index dim) {
+  using V = Vec<T>;
+  constexpr int W = V::kLanes;
+  constexpr int kChains = 4;  // independent sums, so the check runs at load speed, not FMA latency
+  V acc[kChains];
+  for (V& a : acc) a = V::zero();
+  T tail = 0;
+  for (Index j = 0; j < count; ++j) {
+    const T* row = rows.row(j);
+    Index c = 0;
+    for (; c + kChains * W <= dim; c += kChains * W)
+#pragma GCC unroll 4
+      for (int u = 0; u < kChains; ++u) acc[u] = fma(V::load(row + c + u * W), V::zero(), acc[u]);
+    for (; c + W <= dim; c += W) acc[0] = fma(V::load(row + c), V::zero(), acc[0]);
+    for (; c < dim; ++c) tail += row[c] * T(0);
+  }
+  for (int u = 1; u < kChains; ++u) acc[0] = acc[0] + acc[u];
+  return reduce_add(acc[0]) + tail == T(0);
+}
+
 // The value product with O kept row by row (queries in rows, the value dimension in vector lanes):
 //
 //   O[r][c] (+)= sum_j P^T[j][r] * V[j][c]     r < R rows, NV vectors of c
