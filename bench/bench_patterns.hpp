@@ -181,8 +181,11 @@ class NaiveAttention {
   Matrix scores_;
 };
 
-// The machine's FMA peak: kAccumulators independent chains of vector FMAs on every thread.
-inline constexpr int kFmaAccumulators = 16;
+// The machine's FMA peak: kFmaAccumulators independent chains of vector FMAs on every thread, enough
+// to cover the FMA latency on both pipes, few enough to stay in registers: with AVX2's 16 vector
+// registers, 16 chains plus the two operands spill, and the loop measured half the peak (56 against
+// 100 GFLOP/s per core on a Zen 3).
+inline constexpr int kFmaAccumulators = SPARSE_ATTENTION_SIMD_WIDTH == 32 ? 12 : 16;
 inline constexpr long kFmaIterations = 1L << 22;
 #if SPARSE_ATTENTION_SIMD_WIDTH > 0
 inline constexpr double kFmaLoopFlops =
