@@ -117,15 +117,28 @@ TEST(BlockStructure, MatchesPredicateExhaustively) {
       expect_block_structure_matches_predicate(sa::LocalWindow(left, right), "LocalWindow");
 }
 
+// Band::count is a closed form (a difference of two ramp sums); every tile's count must equal the
+// predicate's, for bands bounded and unbounded on either side, Sq < Sk, Sq > Sk and tail blocks.
 TEST(BlockStructure, CountAllowedMatchesPredicate) {
-  const sa::LocalWindow w(5, 2);
-  const sa::BlockGrid g({37, 41}, {8, 6});
-  for (sa::Index qb = 0; qb < g.q_blocks(); ++qb)
-    for (sa::Index kb = 0; kb < g.kv_blocks(); ++kb) {
-      sa::Index n = 0;
-      for (sa::Index i = g.q_range(qb).begin; i < g.q_range(qb).end; ++i)
-        for (sa::Index j = g.kv_range(kb).begin; j < g.kv_range(kb).end; ++j) n += w.allowed(g.extent(), i, j, 0);
-      EXPECT_EQ(n, w.count_allowed(g, qb, kb, 0));
+  const auto brute_force = [](const auto& policy, const sa::BlockGrid& g, sa::Index qb, sa::Index kb) {
+    sa::Index n = 0;
+    for (sa::Index i = g.q_range(qb).begin; i < g.q_range(qb).end; ++i)
+      for (sa::Index j = g.kv_range(kb).begin; j < g.kv_range(kb).end; ++j) n += policy.allowed(g.extent(), i, j, 0);
+    return n;
+  };
+  for (sa::Extent x : {sa::Extent{37, 41}, sa::Extent{41, 37}, sa::Extent{1, 29}, sa::Extent{16, 16}})
+    for (sa::BlockSize b : {sa::BlockSize{8, 6}, sa::BlockSize{1, 1}, sa::BlockSize{5, 16}}) {
+      const sa::BlockGrid g(x, b);
+      for (sa::Index qb = 0; qb < g.q_blocks(); ++qb)
+        for (sa::Index kb = 0; kb < g.kv_blocks(); ++kb) {
+          for (sa::Index left : {-1, 0, 1, 2, 5, 13, 40})
+            for (sa::Index right : {-1, 0, 1, 3, 7, 40}) {
+              const sa::LocalWindow w(left, right);
+              ASSERT_EQ(brute_force(w, g, qb, kb), w.count_allowed(g, qb, kb, 0))
+                  << "left " << left << " right " << right << " extent " << x.seq_q << "x" << x.seq_k << " tile " << qb << "," << kb;
+            }
+          ASSERT_EQ(brute_force(sa::Causal{}, g, qb, kb), sa::Causal{}.count_allowed(g, qb, kb, 0));
+        }
     }
 }
 

@@ -56,16 +56,22 @@ constexpr Index count_residues(Index a, Index b, Index r0, Index r1, Index perio
 // Number of integers m in [lo, hi].
 constexpr Index count_between(Index lo, Index hi) { return hi >= lo ? hi - lo + 1 : 0; }
 
-// Pairs (p, j) with p in `positions`, j in `keys` (non-empty) and j <= p: each position p sees
-// clamp(p + 1 - keys.begin, 0, keys.size()) keys -- a ramp, then the whole range.
-constexpr Index causal_pairs(Range positions, Range keys) {
-  const Index ramp_begin = std::max(positions.begin, keys.begin), ramp_end = std::min(positions.end, keys.end - 1);
-  const Index all_begin = std::max(positions.begin, keys.end - 1);
+// The sum over x in `xs` of #{j in keys : j < x}. Each x counts clamp(x - keys.begin, 0, keys.size())
+// keys -- none, a ramp, then the whole range -- so the sum has a closed form. Every band count is a
+// difference of two of these (Band::count).
+constexpr Index keys_below_sum(Range xs, Range keys) {
+  const Index ramp_begin = std::max(xs.begin, keys.begin), ramp_end = std::min(xs.end, keys.end);
+  const Index all_begin = std::max(xs.begin, keys.end);
   Index n = 0;
-  if (ramp_end > ramp_begin)  // p + 1 - keys.begin from ramp_begin to ramp_end - 1: an arithmetic series
-    n += (ramp_end - ramp_begin) * (ramp_begin + ramp_end + 1 - 2 * keys.begin) / 2;
-  if (positions.end > all_begin) n += (positions.end - all_begin) * keys.size();
+  if (ramp_end > ramp_begin)  // x - keys.begin from ramp_begin to ramp_end - 1: an arithmetic series
+    n += (ramp_end - ramp_begin) * (ramp_begin + ramp_end - 1 - 2 * keys.begin) / 2;
+  if (xs.end > all_begin) n += (xs.end - all_begin) * keys.size();
   return n;
+}
+
+// Pairs (p, j) with p in `positions`, j in `keys` and j <= p (#{j < p + 1} per position).
+constexpr Index causal_pairs(Range positions, Range keys) {
+  return keys_below_sum({positions.begin + 1, positions.end + 1}, keys);
 }
 
 // The bit of key j among [j0, j0 + 64), or 0 when j is outside.
