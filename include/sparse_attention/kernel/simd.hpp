@@ -376,6 +376,42 @@ SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<T> x, unsigned bits, 
   for (int lane = 0; lane < Vec<T>::kLanes; ++lane) lane_keys[lane] = first + lane;
   return compress_pairs(x, lane_keys, bits, out, keys);
 }
+// Scores S^T[c][r] (row stride ld) of columns c in [c0, c_end), at most 64, become -inf where bit
+// c - c0 of row_bits[r] is clear, for lanes r < lanes (a multiple of the vector width). AVX2 has no
+// mask registers: each column's bit is shifted into the lanes' sign bits, which blendv reads; columns
+// run from last to first so one shift by 1 moves to the next.
+inline void forbid_clear_bits(float* st, Index ld, Index lanes, Index c0, Index c_end, const std::uint64_t* row_bits) {
+  const __m256 minus_inf = _mm256_set1_ps(-__builtin_inff());
+  for (Index r = 0; r < lanes; r += 8) {
+    alignas(32) std::uint32_t halves[2][8];  // bits of columns c0 + [0, 32) and c0 + [32, 64)
+    for (int l = 0; l < 8; ++l) {
+      halves[0][l] = static_cast<std::uint32_t>(row_bits[r + l]);
+      halves[1][l] = static_cast<std::uint32_t>(row_bits[r + l] >> 32);
+    }
+    for (int h = 0; h < 2; ++h) {
+      const Index first = c0 + 32 * h, last = std::min(c_end, first + 32) - 1;
+      if (last < first) break;
+      __m256i sign = _mm256_sll_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(halves[h])),
+                                      _mm_cvtsi64_si128(31 - (last - first)));
+      for (Index c = last; c >= first; --c, sign = _mm256_slli_epi32(sign, 1)) {
+        float* p = st + c * ld + r;
+        _mm256_storeu_ps(p, _mm256_blendv_ps(minus_inf, _mm256_loadu_ps(p), _mm256_castsi256_ps(sign)));
+      }
+    }
+  }
+}
+inline void forbid_clear_bits(double* st, Index ld, Index lanes, Index c0, Index c_end, const std::uint64_t* row_bits) {
+  const __m256d minus_inf = _mm256_set1_pd(-__builtin_inf());
+  for (Index r = 0; r < lanes; r += 4) {
+    __m256i sign = _mm256_sll_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row_bits + r)),
+                                    _mm_cvtsi64_si128(63 - (c_end - 1 - c0)));
+    for (Index c = c_end - 1; c >= c0; --c, sign = _mm256_slli_epi64(sign, 1)) {
+      double* p = st + c * ld + r;
+      _mm256_storeu_pd(p, _mm256_blendv_pd(minus_inf, _mm256_loadu_pd(p), _mm256_castsi256_pd(sign)));
+    }
+  }
+}
+
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> zero_if_minus_inf(Vec<float> x) {
   return {_mm256_and_ps(_mm256_cmp_ps(x.v, _mm256_set1_ps(-__builtin_inff()), _CMP_NEQ_UQ), x.v)};
 }

@@ -227,24 +227,15 @@ class SimdEngine {
   }
 
   // Sets the scores of forbidden pairs to -inf, 64 keys at a time: each query row's allowed keys come
-  // as bits (from the policy's key_mask or key_range, else its predicate); AVX-512 turns them into store
-  // masks (simd::forbid_clear_bits), AVX2 applies them by a branch-free select the compiler vectorises.
+  // as bits (from the policy's key_mask or key_range, else its predicate), which simd::forbid_clear_bits
+  // turns into store masks (AVX-512) or blend masks (AVX2).
   // Padded lanes are never masked.
   template <class Mask>
   void apply_mask(Index cols, const Mask& mask) {
     for (Index c0 = 0; c0 < cols; c0 += 64) {
       for (Index r = 0; r < ld_; ++r) row_bits_[r] = r < rows_ ? mask.bits(r, c0) : ~std::uint64_t{0};
       const Index c_end = std::min(cols, c0 + 64);
-#if SPARSE_ATTENTION_SIMD_WIDTH == 64
       simd::forbid_clear_bits(st_, ld_, ld_, c0, c_end, row_bits_);
-#else
-      for (Index c = c0; c < c_end; ++c) {
-        T* column = st_ + c * ld_;
-        const auto shift = static_cast<unsigned>(c - c0);
-        for (Index r = 0; r < ld_; ++r)
-          column[r] = ((row_bits_[r] >> shift) & 1u) ? column[r] : -std::numeric_limits<T>::infinity();
-      }
-#endif
     }
   }
 
