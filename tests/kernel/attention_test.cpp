@@ -180,12 +180,15 @@ TYPED_TEST(AttentionTest, NarrowKeyTilesAddNoErrorPerTile) {
 
 // A NaN or Inf in one row of Q, K or V reaches only the outputs that depend on it: the query's own row
 // (Q), the rows whose allowed keys include it (K, V). Every other output is bit-identical to the clean
-// run, even where the poisoned key shares a computed tile with queries that do not attend to it.
+// run, even where the poisoned key shares a computed tile with queries that do not attend to it, and in
+// the other batch, whose V tiles at the same position are finite (a tile's finiteness is remembered
+// per batch, KV head and key block).
 TYPED_TEST(AttentionTest, NonFiniteInputsReachOnlyTheRowsThatUseThem) {
   using T = TypeParam;
-  const Shape shape{1, 4, 2, 150, 150, 16, 16, false};
+  const Shape shape{2, 4, 2, 150, 150, 16, 16, false};
   const Problem<T> clean(shape, 31);
-  const sa::Index poisoned = 70, head = 1;  // row 70 of K / V head 1 (query heads 2, 3), or of Q head 1
+  // Batch 1, row 70 of K / V head 1 (query heads 2, 3), or of Q head 1.
+  const sa::Index batch = 1, poisoned = 70, head = 1;
   auto check = [&](const auto& policy, const char* name) {
     const auto reference = sa::testing::run_kernel(clean, policy, {32, 32});
     for (int tensor = 0; tensor < 3; ++tensor)
@@ -193,18 +196,22 @@ TYPED_TEST(AttentionTest, NonFiniteInputsReachOnlyTheRowsThatUseThem) {
         Problem<T> p = clean;
         std::vector<T>& x = tensor == 0 ? p.q : tensor == 1 ? p.k : p.v;
         const sa::Index dim = tensor == 2 ? shape.value_dim : shape.head_dim;
-        x[static_cast<std::size_t>((head * shape.seq_k + poisoned) * dim + 5)] = bad;
+        const sa::Index heads = tensor == 0 ? shape.q_heads : shape.kv_heads;
+        const sa::Index len = tensor == 0 ? shape.seq_q : shape.seq_k;
+        x[static_cast<std::size_t>(((batch * heads + head) * len + poisoned) * dim + 5)] = bad;
         const auto r = sa::testing::run_kernel(p, policy, {32, 32});
-        for (sa::Index h = 0; h < shape.q_heads; ++h)
-          for (sa::Index i = 0; i < shape.seq_q; ++i) {
-            const bool uses = tensor == 0 ? (h == head && i == poisoned)
-                                          : (h / 2 == head && policy.allowed({shape.seq_q, shape.seq_k}, i, poisoned, h));
-            if (uses) continue;
-            const auto row = static_cast<std::size_t>(h * shape.seq_q + i);
-            ASSERT_EQ(0, std::memcmp(&reference.out[row * 16], &r.out[row * 16], 16 * sizeof(T)))
-                << name << " tensor " << tensor << " value " << bad << " head " << h << " row " << i;
-            ASSERT_EQ(0, std::memcmp(&reference.lse[row], &r.lse[row], sizeof(T))) << name << " row " << i;
-          }
+        for (sa::Index b = 0; b < shape.batch; ++b)
+          for (sa::Index h = 0; h < shape.q_heads; ++h)
+            for (sa::Index i = 0; i < shape.seq_q; ++i) {
+              const bool uses =
+                  b == batch && (tensor == 0 ? (h == head && i == poisoned)
+                                             : (h / 2 == head && policy.allowed({shape.seq_q, shape.seq_k}, i, poisoned, h)));
+              if (uses) continue;
+              const auto row = static_cast<std::size_t>((b * shape.q_heads + h) * shape.seq_q + i);
+              ASSERT_EQ(0, std::memcmp(&reference.out[row * 16], &r.out[row * 16], 16 * sizeof(T)))
+                  << name << " tensor " << tensor << " value " << bad << " batch " << b << " head " << h << " row " << i;
+              ASSERT_EQ(0, std::memcmp(&reference.lse[row], &r.lse[row], sizeof(T))) << name << " row " << i;
+            }
       }
   };
   check(sa::LocalWindow(5, 0), "LocalWindow(5, 0)");

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <numeric>
 #include <type_traits>
@@ -75,6 +76,8 @@ class BlockedAttention {
     const Index per_thread = engine_size + static_cast<Index>(AlignedBuffer<T>::round_up(
                                                static_cast<std::size_t>(pack_size) * sizeof(T)) / sizeof(T));
     AlignedBuffer<T> scratch(per_thread * threads);
+    if constexpr (Engine::kChecksVTile)
+      v_tiles_ = std::vector<std::atomic<std::uint8_t>>(static_cast<std::size_t>(p_.batch * p_.kv_heads * layout_.kv_blocks()));
     parallel_for_dynamic(static_cast<Index>(chunks.size()) - 1, threads, [&](Index chunk, int thread) {
       T* base = scratch.data() + per_thread * thread;
       const Index end = chunks[static_cast<std::size_t>(chunk) + 1];
@@ -163,8 +166,22 @@ class BlockedAttention {
     Index k_stride = 0, v_stride = 0;
     const T* k = tile_rows(k_, b, kv_h, cols, p_.head_dim, pack, k_stride);
     const T* v = tile_rows(v_, b, kv_h, cols, p_.value_dim, pack + (pack_k_ ? dims_.block_kv * p_.head_dim : 0), v_stride);
+    VTileValues v_values = VTileValues::kUnknown;
+    if constexpr (kMasked && Engine::kChecksVTile) v_values = v_tile_values(b, kv_h, kb, v, v_stride, cols.size());
     engine.template step<kMasked>(k, k_stride, v, v_stride, cols.size(),
-                                  TileMask<Policy>{policy_, p_.extent(), rows.begin, cols.begin, h});
+                                  TileMask<Policy>{policy_, p_.extent(), rows.begin, cols.begin, h}, v_values);
+  }
+
+  // Whether V tile kb of (b, kv_h) is finite: checked by the first masked step that visits it in this
+  // call, then known to every other query block (a global column's tile is visited by all of them).
+  VTileValues v_tile_values(Index b, Index kv_h, Index kb, const T* v, Index v_stride, Index rows) const {
+    std::atomic<std::uint8_t>& known = v_tiles_[static_cast<std::size_t>((b * p_.kv_heads + kv_h) * layout_.kv_blocks() + kb)];
+    auto values = static_cast<VTileValues>(known.load(std::memory_order_relaxed));
+    if (values == VTileValues::kUnknown) {
+      values = Engine::check_v_tile(StridedRows<T>{v, v_stride}, rows, p_.value_dim);
+      known.store(static_cast<std::uint8_t>(values), std::memory_order_relaxed);
+    }
+    return values;
   }
 
   void prefetch_tile(Index b, Index kv_h, Index kb) const {
@@ -199,6 +216,8 @@ class BlockedAttention {
   LseView<T> lse_;
   typename Engine::Dims dims_;
   bool pack_k_, pack_v_;
+  // Per (batch, KV head, key block): a VTileValues, filled as masked steps find out (engines that check).
+  mutable std::vector<std::atomic<std::uint8_t>> v_tiles_;
 };
 
 }  // namespace detail

@@ -52,8 +52,11 @@ class EigenEngine {
     softmax_.reset(rows);
   }
 
+  static constexpr bool kChecksVTile = false;  // see SimdEngine; masked pairs never enter the product here
+
   template <bool kMasked, class Mask>
-  void step(const T* k, Index k_row_stride, const T* v, Index v_row_stride, Index cols, const Mask& mask) {
+  void step(const T* k, Index k_row_stride, const T* v, Index v_row_stride, Index cols, const Mask& mask,
+            VTileValues = VTileValues::kUnknown) {
     const ScratchRows q_tile(b_.q, rows_, dims_.head_dim);                                     // (rows, head_dim)
     const InputRows k_tile(k, cols, dims_.head_dim, Eigen::OuterStride<>(k_row_stride));     // (cols, head_dim)
     const InputRows v_tile(v, cols, dims_.value_dim, Eigen::OuterStride<>(v_row_stride));    // (cols, value_dim)

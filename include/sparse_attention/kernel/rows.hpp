@@ -3,10 +3,17 @@
 // through a table of row pointers (keys gathered by a selection, read in place).
 #pragma once
 
+#include <cstdint>
+
 #include "sparse_attention/config.hpp"
 #include "sparse_attention/core/types.hpp"
 
 namespace sparse_attention::detail {
+
+// What a caller knows of a V tile's values. Masked steps of the AVX2 engine take a cheaper product when
+// every value is finite (SimdEngine::step); a caller that visits one V tile from many query blocks
+// checks it once (Engine::check_v_tile) and passes the answer.
+enum class VTileValues : std::uint8_t { kUnknown = 0, kFinite, kNotFinite };
 
 // A's rows at a fixed stride.
 template <class T>

@@ -49,6 +49,13 @@ class SimdEngine {
     Index lanes() const { return (block_q + W - 1) / W * W; }
   };
 
+  // Whether masked steps read the V tile to choose their value product (AVX2: see step).
+  static constexpr bool kChecksVTile = SPARSE_ATTENTION_SIMD_WIDTH == 32;
+  template <class VRows>
+  static VTileValues check_v_tile(VRows v, Index cols, Index value_dim) {
+    return simd::all_finite<T>(v, cols, value_dim) ? VTileValues::kFinite : VTileValues::kNotFinite;
+  }
+
   // Whether `scores_by_quads` can hold for a problem (T, head_dim, lanes).
   static constexpr bool quads_apply(Index head_dim, Index lanes) {
     return SPARSE_ATTENTION_SIMD_WIDTH == 64 && std::is_same_v<T, float> && head_dim % 4 == 0 && lanes <= 32;
@@ -105,15 +112,17 @@ class SimdEngine {
   }
 
   // One tile of `cols` keys. k: cols rows of head_dim, v: cols rows of value_dim, both unit-stride
-  // within a row. kMasked: `mask` (see TileMask) removes the forbidden pairs of the tile.
+  // within a row. kMasked: `mask` (see TileMask) removes the forbidden pairs of the tile; v_values:
+  // whether the V tile is known to be finite (else a masked step checks it where that matters).
   template <bool kMasked, class Mask>
-  void step(const T* k, Index k_row_stride, const T* v, Index v_row_stride, Index cols, const Mask& mask) {
-    step<kMasked>(StridedRows<T>{k, k_row_stride}, StridedRows<T>{v, v_row_stride}, cols, mask);
+  void step(const T* k, Index k_row_stride, const T* v, Index v_row_stride, Index cols, const Mask& mask,
+            VTileValues v_values = VTileValues::kUnknown) {
+    step<kMasked>(StridedRows<T>{k, k_row_stride}, StridedRows<T>{v, v_row_stride}, cols, mask, v_values);
   }
 
   // The same with K and V rows found through accessors (strided, or a table of gathered rows).
   template <bool kMasked, class KRows, class VRows, class Mask>
-  void step(KRows k, VRows v, Index cols, const Mask& mask) {
+  void step(KRows k, VRows v, Index cols, const Mask& mask, [[maybe_unused]] VTileValues v_values = VTileValues::kUnknown) {
     const Index vecs = ld_ / W;
     if (quads()) {
 #if SPARSE_ATTENTION_SIMD_WIDTH == 64
@@ -139,11 +148,11 @@ class SimdEngine {
     // Partial tiles skip the masked (zero) probabilities: 0 * NaN or 0 * Inf in V would otherwise reach
     // queries that do not attend to that key. AVX-512 skips by masked FMAs at no cost; AVX2 pays a blend
     // per FMA, which doubles the product, so there a V tile of finite values (0 * v = 0: nothing to
-    // skip) takes the plain product. The check reads the tile once, ~1% of the step.
-    if constexpr (kMasked) {
-#if SPARSE_ATTENTION_SIMD_WIDTH == 32
-      if (simd::all_finite<T>(v, cols, dims_.value_dim)) return value_product<false>(v, cols, vecs);
-#endif
+    // skip) takes the plain product. The check reads the tile once (~1% of a step), unless the caller
+    // knows the answer.
+    if constexpr (kMasked && kChecksVTile) {
+      if (v_values == VTileValues::kUnknown) v_values = check_v_tile(v, cols, dims_.value_dim);
+      if (v_values == VTileValues::kFinite) return value_product<false>(v, cols, vecs);
     }
     value_product<kMasked>(v, cols, vecs);
   }
