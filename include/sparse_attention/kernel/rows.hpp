@@ -10,7 +10,7 @@
 
 namespace sparse_attention::detail {
 
-// What a caller knows of a V tile's values. Masked steps of the AVX2 engine take a cheaper product when
+// What a caller knows of a V tile's values. Masked steps of the SIMD engine take a cheaper product when
 // every value is finite (SimdEngine::step); a caller that visits one V tile from many query blocks
 // checks it once (Engine::check_v_tile) and passes the answer.
 enum class VTileValues : std::uint8_t { kUnknown = 0, kFinite, kNotFinite };

@@ -49,8 +49,8 @@ class SimdEngine {
     Index lanes() const { return (block_q + W - 1) / W * W; }
   };
 
-  // Whether masked steps read the V tile to choose their value product (AVX2: see step).
-  static constexpr bool kChecksVTile = SPARSE_ATTENTION_SIMD_WIDTH == 32;
+  // Whether masked steps read the V tile to choose their value product (see step).
+  static constexpr bool kChecksVTile = true;
   template <class VRows>
   static VTileValues check_v_tile(VRows v, Index cols, Index value_dim) {
     return simd::all_finite<T>(v, cols, value_dim) ? VTileValues::kFinite : VTileValues::kNotFinite;
@@ -146,10 +146,11 @@ class SimdEngine {
       }
     }
     // Partial tiles skip the masked (zero) probabilities: 0 * NaN or 0 * Inf in V would otherwise reach
-    // queries that do not attend to that key. AVX-512 skips by masked FMAs at no cost; AVX2 pays a blend
-    // per FMA, which doubles the product, so there a V tile of finite values (0 * v = 0: nothing to
-    // skip) takes the plain product. The check reads the whole V tile (1-4% of a step on a Zen 3), so
-    // BlockedAttention makes it once per tile and call and passes the answer in v_values.
+    // queries that do not attend to that key. The skip is not free: AVX2 pays a blend per FMA (the
+    // product doubles), AVX-512 a compare per vector of P and masked FMAs (+7% on a Zen 4). A V tile
+    // of finite values (0 * v = 0: nothing to skip) therefore takes the plain product. The check reads
+    // the whole V tile (1-4% of a step on a Zen 3), so BlockedAttention makes it once per tile and call
+    // and passes the answer in v_values.
     if constexpr (kMasked && kChecksVTile) {
       if (v_values == VTileValues::kUnknown) v_values = check_v_tile(v, cols, dims_.value_dim);
       if (v_values == VTileValues::kFinite) return value_product<false>(v, cols, vecs);
