@@ -161,13 +161,13 @@ SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_pairs(Vec<double> x, const std:
   return static_cast<unsigned>(__builtin_popcount(bits));
 }
 
-// Sets column c (lanes [0, lanes), lanes a multiple of the vector width, at st + c * ld) to -inf where
+// Sets column c of S^T (its ld lanes at st + c * ld, ld a multiple of the vector width) to -inf where
 // bit c - c0 of row_bits[lane] is clear, for c in [c0, c_end), c_end - c0 <= 64: per column and vector,
 // "bit clear" tests of the lanes' 64-bit words straight into a store mask, no load of the scores.
 template <class T>
-void forbid_clear_bits(T* st, Index ld, Index lanes, Index c0, Index c_end, const std::uint64_t* row_bits) {
+void forbid_clear_bits(T* st, Index ld, Index c0, Index c_end, const std::uint64_t* row_bits) {
   constexpr int W = Vec<T>::kLanes;
-  for (Index r = 0; r < lanes; r += W) {
+  for (Index r = 0; r < ld; r += W) {
     const __m512i lo = _mm512_loadu_si512(row_bits + r);
     [[maybe_unused]] const __m512i hi = W == 16 ? _mm512_loadu_si512(row_bits + r + 8) : lo;
     __m512i bit = _mm512_set1_epi64(1);
@@ -377,12 +377,12 @@ SPARSE_ATTENTION_ALWAYS_INLINE unsigned compress_store(Vec<T> x, unsigned bits, 
   return compress_pairs(x, lane_keys, bits, out, keys);
 }
 // Scores S^T[c][r] (row stride ld) of columns c in [c0, c_end), at most 64, become -inf where bit
-// c - c0 of row_bits[r] is clear, for lanes r < lanes (a multiple of the vector width). AVX2 has no
+// c - c0 of row_bits[r] is clear, for lanes r < ld (a multiple of the vector width). AVX2 has no
 // mask registers: each column's bit is shifted into the lanes' sign bits, which blendv reads; columns
 // run from last to first so one shift by 1 moves to the next.
-inline void forbid_clear_bits(float* st, Index ld, Index lanes, Index c0, Index c_end, const std::uint64_t* row_bits) {
+inline void forbid_clear_bits(float* st, Index ld, Index c0, Index c_end, const std::uint64_t* row_bits) {
   const __m256 minus_inf = _mm256_set1_ps(-__builtin_inff());
-  for (Index r = 0; r < lanes; r += 8) {
+  for (Index r = 0; r < ld; r += 8) {
     alignas(32) std::uint32_t halves[2][8];  // bits of columns c0 + [0, 32) and c0 + [32, 64)
     for (int l = 0; l < 8; ++l) {
       halves[0][l] = static_cast<std::uint32_t>(row_bits[r + l]);
@@ -400,9 +400,9 @@ inline void forbid_clear_bits(float* st, Index ld, Index lanes, Index c0, Index 
     }
   }
 }
-inline void forbid_clear_bits(double* st, Index ld, Index lanes, Index c0, Index c_end, const std::uint64_t* row_bits) {
+inline void forbid_clear_bits(double* st, Index ld, Index c0, Index c_end, const std::uint64_t* row_bits) {
   const __m256d minus_inf = _mm256_set1_pd(-__builtin_inf());
-  for (Index r = 0; r < lanes; r += 4) {
+  for (Index r = 0; r < ld; r += 4) {
     __m256i sign = _mm256_sll_epi64(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(row_bits + r)),
                                     _mm_cvtsi64_si128(63 - (c_end - 1 - c0)));
     for (Index c = c_end - 1; c >= c0; --c, sign = _mm256_slli_epi64(sign, 1)) {

@@ -245,7 +245,7 @@ class SimdEngine {
     for (Index c0 = 0; c0 < cols; c0 += 64) {
       for (Index r = 0; r < ld_; ++r) row_bits_[r] = r < rows_ ? mask.bits(r, c0) : ~std::uint64_t{0};
       const Index c_end = std::min(cols, c0 + 64);
-      simd::forbid_clear_bits(st_, ld_, ld_, c0, c_end, row_bits_);
+      simd::forbid_clear_bits(st_, ld_, c0, c_end, row_bits_);
     }
   }
 
