@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // Google Benchmark suite: every pattern through the blocked kernel, the naive materialised O(n^2)
-// baseline, and two ceilings of this machine measured in the same run.
+// baseline, and three ceilings of this machine measured in the same run.
 //
 //   attention/<pattern>/n:<n>/d:<d>/omp:<threads>   8 heads, float, batch 1, 64 x 64 tiles
 //   ceiling/fma/omp:<threads>                       a tight FMA loop: the machine's peak
 //   ceiling/gemm/omp:<threads>                      Eigen float GEMM 1024^3
+//   ceiling/l2/omp:<threads>                        reads of a 256 KB buffer per thread: L2 bandwidth (gbps)
 //   dsa/<part>/n:<n>/hkv:<kv heads>/omp:<threads>   DeepSeek Sparse Attention at DeepSeek's shape:
 //       16 query heads, d = 128, k = 2048, indexer H_I = 4 x d_I = 64. Parts: indexer (scores +
 //       streaming top-k), indexer_k1 (the same with k = 1: the scores alone, nearly), attention (over a
@@ -12,7 +13,7 @@
 //       blocked kernel, the O(n^2) baseline it replaces)
 //
 // Counters: gflops (4 * d * computed pairs * heads / time), density (allowed / n^2),
-// computed_pairs and allowed_pairs (per head). Run with --benchmark_format=json; use
+// computed_pairs and allowed_pairs (per head); dsa/attention also kv_gbps (K and V rows read per second). Run with --benchmark_format=json; use
 // --benchmark_filter to pick rows and --benchmark_repetitions for medians.
 #include <benchmark/benchmark.h>
 
@@ -110,6 +111,10 @@ void register_ceilings(int threads) {
     const double seconds = timed_loop(state, [&] { benchmark::DoNotOptimize(sa::bench::fma_loop(threads)); });
     set_gflops(state, sa::bench::kFmaLoopFlops * threads, seconds);
   })->UseManualTime()->Unit(benchmark::kMillisecond);
+  benchmark::RegisterBenchmark(("ceiling/l2" + t).c_str(), [=](benchmark::State& state) {
+    const double seconds = timed_loop(state, [&] { benchmark::DoNotOptimize(sa::bench::l2_read_loop(threads)); });
+    state.counters["gbps"] = sa::bench::kL2LoopBytes * threads * static_cast<double>(state.iterations()) / seconds / 1e9;
+  })->UseManualTime()->Unit(benchmark::kMillisecond);
   benchmark::RegisterBenchmark(("ceiling/gemm" + t).c_str(), [=](benchmark::State& state) {
     const Eigen::Index n = 1024;
     Eigen::MatrixXf a = Eigen::MatrixXf::Random(n, n), b = Eigen::MatrixXf::Random(n, n), c(n, n);
@@ -162,6 +167,9 @@ void register_dsa(sa::Index n, sa::Index kv_heads, int threads) {
         set_counters(state, 4.0 * d * pairs * heads, seconds, pairs / (static_cast<double>(n) * static_cast<double>(n)),
                      pairs, pairs);
       }
+      // The K and V rows the selection path reads, once per (pair, KV head): against ceiling/l2 for MHA.
+      if (part == "attention")
+        state.counters["kv_gbps"] = 2.0 * d * sizeof(float) * pairs * kv_heads * static_cast<double>(state.iterations()) / seconds / 1e9;
     })->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(part == "causal" || n > 16384 ? 1 : 3);
   }
 }

@@ -224,4 +224,49 @@ inline float fma_loop(int) {
 }
 #endif
 
+// The machine's L2 read bandwidth: every thread reads a private buffer of kL2Bytes, the size of the
+// token-selection path's chunk of copied K and V rows, again and again, each vector the memory operand
+// of an FMA (as that path's dot products and value sums take their rows). The row path for MHA (one KV
+// head per query head) reads a K and a V row per (query, key, head), used once each, so this and not
+// ceiling/fma is the figure its attention time answers to.
+inline constexpr std::size_t kL2Bytes = std::size_t{256} << 10;
+inline constexpr long kL2Passes = 1024;
+inline constexpr double kL2LoopBytes = static_cast<double>(kL2Bytes) * kL2Passes;  // per thread
+inline float l2_read_loop(int threads) {
+  float result = 0;
+#if SPARSE_ATTENTION_HAS_OPENMP
+#pragma omp parallel num_threads(threads) reduction(+ : result)
+#endif
+  {
+    constexpr std::size_t count = kL2Bytes / sizeof(float);
+    detail::AlignedBuffer<float> buffer(static_cast<Index>(count));
+    for (std::size_t i = 0; i < count; ++i) buffer.data()[i] = static_cast<float>(i % 7) * 1e-9f;
+#if SPARSE_ATTENTION_SIMD_WIDTH > 0
+    using V = detail::simd::Vec<float>;
+    constexpr int kChains = 16;
+    constexpr std::size_t step = kChains * V::kLanes;
+    V acc[kChains];
+    for (V& a : acc) a = V::zero();
+    const V q = V::set1(1.0f);
+    for (long pass = 0; pass < kL2Passes; ++pass)
+      for (std::size_t i = 0; i < count; i += step) {
+#pragma GCC unroll 16
+        for (int c = 0; c < kChains; ++c) acc[c] = detail::simd::fma(q, V::load(buffer.data() + i + c * V::kLanes), acc[c]);
+      }
+    float lanes[V::kLanes];
+    for (int c = 1; c < kChains; ++c) acc[0] = acc[0] + acc[c];
+    acc[0].store(lanes);
+    for (float x : lanes) result += x;
+#else
+    float acc[8] = {};
+    for (long pass = 0; pass < kL2Passes; ++pass)
+      for (std::size_t i = 0; i < count; i += 8)
+        for (int c = 0; c < 8; ++c) acc[c] += buffer.data()[i + c];
+    for (float a : acc) result += a;
+#endif
+  }
+  (void)threads;
+  return result;
+}
+
 }  // namespace sparse_attention::bench
