@@ -13,8 +13,9 @@
 //       blocked kernel, the O(n^2) baseline it replaces)
 //
 // Counters: gflops (4 * d * computed pairs * heads / time), density (allowed / n^2),
-// computed_pairs and allowed_pairs (per head); dsa/attention also kv_gbps (K and V rows read per second). Run with --benchmark_format=json; use
-// --benchmark_filter to pick rows and --benchmark_repetitions for medians.
+// computed_pairs and allowed_pairs (per head); dsa/attention also kv_gbps (GB of K and V rows read per
+// second). Run with --benchmark_format=json; use --benchmark_filter to pick rows and
+// --benchmark_repetitions for medians.
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>

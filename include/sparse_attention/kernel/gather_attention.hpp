@@ -214,7 +214,7 @@ class GatheredAttention {
   // further on is prefetched.
   // The rows a chunk copies sit H * D elements apart in [B, S, H, D] (8 KB at 16 heads x d 128: a page
   // or more), where the hardware prefetcher does not follow: each is prefetched kCopyAhead rows before
-  // its copy (the copies were 12% of the time at n = 32768; 2-6% faster on a Zen 4).
+  // its copy (at n = 32768 on a Zen 4 the copies fell from 12% to 7% of the samples; 2-6% faster).
   // Sizes: at 16 heads x d 128, 1 MB blocks (1024 tokens) were 3-7% faster than 512 KB at n = 16384
   // and 32768 (the chunk copies, read from DRAM, serve twice the tokens), 1-2% slower at n <= 8192;
   // 4 MB blocks were a third slower; 128 KB chunks no better than 256 KB.
@@ -311,8 +311,8 @@ class GatheredAttention {
       }
       for (Index j = std::max<Index>(first - c0, 0), j1 = std::min(chunk_keys_, last + 1 - c0); j < j1; ++j) {
         if (const Index ahead = j + kCopyAhead; ahead < j1 && (whole || at(rs.selected, ahead) != 0)) {
-          prefetch_row(&k_(b, g, c0 + ahead, 0), p_.head_dim);
-          prefetch_row(&v_(b, g, c0 + ahead, 0), p_.value_dim);
+          if (!pack_k_) prefetch_row(&k_(b, g, c0 + ahead, 0), p_.head_dim);  // rows of unit stride only
+          if (!pack_v_) prefetch_row(&v_(b, g, c0 + ahead, 0), p_.value_dim);
         }
         if (whole || at(rs.selected, j) != 0) {
           copy_row(k_, b, g, c0 + j, p_.head_dim, rs.chunk_k + j * k_stride_);
