@@ -309,12 +309,13 @@ class GatheredAttention {
             at(rs.selected, keys[t] - c0) = 1;
         }
       }
+      const auto copied = [&](Index j) { return whole || at(rs.selected, j) != 0; };
       for (Index j = std::max<Index>(first - c0, 0), j1 = std::min(chunk_keys_, last + 1 - c0); j < j1; ++j) {
-        if (const Index ahead = j + kCopyAhead; ahead < j1 && (whole || at(rs.selected, ahead) != 0)) {
+        if (const Index ahead = j + kCopyAhead; ahead < j1 && copied(ahead)) {
           if (!pack_k_) prefetch_row(&k_(b, g, c0 + ahead, 0), p_.head_dim);  // rows of unit stride only
           if (!pack_v_) prefetch_row(&v_(b, g, c0 + ahead, 0), p_.value_dim);
         }
-        if (whole || at(rs.selected, j) != 0) {
+        if (copied(j)) {
           copy_row(k_, b, g, c0 + j, p_.head_dim, rs.chunk_k + j * k_stride_);
           copy_row(v_, b, g, c0 + j, p_.value_dim, rs.chunk_v + j * v_stride_);
         }
