@@ -140,15 +140,23 @@ class BlockedAttention {
     const Range rows = layout_.grid().q_range(qb);
 
     Engine engine(dims_, engine_scratch);
+    TilePrefetch<T> prefetch;
+    if constexpr (Engine::kSpreadsPrefetch) engine.set_prefetch(&prefetch);
     engine.begin(&q_(b, h, rows.begin, 0), q_.stride(2), q_.stride(3), rows.size(), p_.scale);
     const BlockLayout::Row row = layout_.row(h, qb);
     const std::size_t partial = row.partial.size(), tiles = partial + row.full.size();
     const auto tile = [&](std::size_t n) { return n < partial ? row.partial[n] : row.full[n - partial]; };
     for (std::size_t n = 0; n < tiles; ++n) {
       // A next tile that does not follow this one (a random or global block, the jump from the partial
-      // tiles to the full ones) is fetched while this one is computed; consecutive tiles are left to
-      // the hardware prefetcher, which follows them anyway.
-      if (n + 1 < tiles && tile(n + 1) != tile(n) + 1) prefetch_tile(b, kv_h, tile(n + 1));
+      // tiles to the full ones) is fetched while this one is computed, its lines asked for a few at a
+      // time through the step (see TilePrefetch); consecutive tiles are left to the hardware
+      // prefetcher, which follows them anyway.
+      if (n + 1 < tiles && tile(n + 1) != tile(n) + 1) {
+        if constexpr (Engine::kSpreadsPrefetch)
+          queue_tile(prefetch, b, kv_h, tile(n + 1));
+        else
+          prefetch_tile(b, kv_h, tile(n + 1));
+      }
       if (n < partial) {
         step</*kMasked=*/true>(engine, b, h, kv_h, rows, tile(n), pack);
       } else {
@@ -182,6 +190,13 @@ class BlockedAttention {
       known.store(static_cast<std::uint8_t>(values), std::memory_order_relaxed);
     }
     return values;
+  }
+
+  void queue_tile(TilePrefetch<T>& prefetch, Index b, Index kv_h, Index kb) const {
+    if (pack_k_ || pack_v_) return;
+    const Range cols = layout_.grid().kv_range(kb);
+    prefetch.set(&k_(b, kv_h, cols.begin, 0), k_.stride(2), p_.head_dim, &v_(b, kv_h, cols.begin, 0), v_.stride(2),
+                 p_.value_dim, cols.size());
   }
 
   void prefetch_tile(Index b, Index kv_h, Index kb) const {

@@ -138,9 +138,10 @@ class BlockProduct {
   static constexpr Table kTable = make_table(std::make_integer_sequence<int, kBlockVecs>{});
 
  public:
-  // rows: rows of C; vecs: vectors of lanes per row of C; a: A's rows (see AStride).
+  // rows: rows of C; vecs: vectors of lanes per row of C; a: A's rows (see AStride). prefetch, if not
+  // null, asks for some of its lines after each register block.
   static void run(T* c, Index ldc, Index rows, Index vecs, Rows a, const T* b, Index ldb, Index depth,
-                  const T* scale) {
+                  const T* scale, detail::TilePrefetch<T>* prefetch = nullptr) {
     constexpr int W = Vec<T>::kLanes;
     for (Index v0 = 0; v0 < vecs; v0 += kBlockVecs) {
       const Index nv = std::min<Index>(kBlockVecs, vecs - v0);
@@ -153,6 +154,7 @@ class BlockProduct {
         } else {
           kernel(c + r0 * ldc + v0 * W, ldc, a, r0, b + v0 * W, ldb, depth, kScaleC ? scale + v0 * W : nullptr);
         }
+        if (prefetch != nullptr) prefetch->some(detail::TilePrefetch<T>::kLinesPerBlock);
       }
     }
   }

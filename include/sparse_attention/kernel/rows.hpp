@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 
 #include "sparse_attention/config.hpp"
 #include "sparse_attention/core/types.hpp"
@@ -43,5 +44,55 @@ SPARSE_ATTENTION_ALWAYS_INLINE void prefetch_row(const T* row, Index dim) {
   (void)bytes, (void)dim;
 #endif
 }
+
+// The cache lines of a tile's K and V rows, asked for a few at a time while another tile is computed
+// (SimdEngine's products take kLinesPerBlock after each register block): a far tile's 512 lines asked
+// for at once outrun the misses a core can keep in flight and stall it as its demand misses would
+// (bigbird at n = 131072 on a Zen 4: the same time with the burst as with no prefetch at all, 2-4% less
+// with the requests spread).
+template <class T>
+class TilePrefetch {
+ public:
+  static constexpr Index kLinesPerBlock = 16;
+
+  // Rows [0, rows) of K (k + r * k_step, k_dim elements) and then of V; drops what is left of the
+  // previous tile.
+  void set(const T* k, Index k_step, Index k_dim, const T* v, Index v_step, Index v_dim, Index rows) {
+    parts_[0] = {reinterpret_cast<const char*>(k), k_step * static_cast<Index>(sizeof(T)), lines(k_dim)};
+    parts_[1] = {reinterpret_cast<const char*>(v), v_step * static_cast<Index>(sizeof(T)), lines(v_dim)};
+    rows_ = rows, row_ = 0, line_ = 0;
+    part_ = rows > 0 ? next_part(0) : 2;
+  }
+
+  // Asks for the next `count` lines (all that are left when fewer).
+  void some(Index count) {
+    for (; count > 0 && part_ < 2; --count) {
+      const Part& p = parts_[part_];
+#if defined(__GNUC__)
+      __builtin_prefetch(p.base + row_ * p.step + line_ * 64, 0, 2);
+#endif
+      if (++line_ < p.lines) continue;
+      line_ = 0;
+      if (++row_ < rows_) continue;
+      row_ = 0;
+      part_ = next_part(part_ + 1);
+    }
+  }
+  void rest() { some(std::numeric_limits<Index>::max()); }
+
+ private:
+  struct Part {
+    const char* base = nullptr;
+    Index step = 0, lines = 0;  // bytes between rows, cache lines per row
+  };
+  static Index lines(Index dim) { return (dim * static_cast<Index>(sizeof(T)) + 63) / 64; }
+  Index next_part(Index part) const {  // the first part from `part` on with lines to ask for
+    while (part < 2 && parts_[part].lines == 0) ++part;
+    return part;
+  }
+
+  Part parts_[2];
+  Index rows_ = 0, part_ = 2, row_ = 0, line_ = 0;  // part_ 2: nothing left
+};
 
 }  // namespace sparse_attention::detail

@@ -49,6 +49,12 @@ class SimdEngine {
     Index lanes() const { return (block_q + W - 1) / W * W; }
   };
 
+  // Whether the engine takes a TilePrefetch (see set_prefetch).
+  static constexpr bool kSpreadsPrefetch = true;
+  // Lines `prefetch` holds are asked for a few at a time during the products of each step (all of
+  // them by its end); null: none.
+  void set_prefetch(TilePrefetch<T>* prefetch) { prefetch_ = prefetch; }
+
   // Whether masked steps read the V tile to choose their value product (see step).
   static constexpr bool kChecksVTile = true;
   template <class VRows>
@@ -130,7 +136,7 @@ class SimdEngine {
 #endif
     } else {
       simd::BlockProduct<T, simd::AStride::kRows, false, KRows>::run(st_, ld_, cols, vecs, k, qt_, ld_, dims_.head_dim,
-                                                                    nullptr);
+                                                                    nullptr, prefetch_);
     }
     if constexpr (kMasked) apply_mask(cols, mask);
     softmax(cols, vecs);
@@ -142,6 +148,7 @@ class SimdEngine {
         else
           simd::RowProduct<T, false, StridedRows<T>, VRows>::run(ot_, dims_.value_dim, rows_, dims_.value_dim / W, p, v, cols, nullptr);
         started_ = true;
+        if (prefetch_ != nullptr) prefetch_->rest();
         return;
       }
     }
@@ -153,9 +160,14 @@ class SimdEngine {
     // and passes the answer in v_values.
     if constexpr (kMasked && kChecksVTile) {
       if (v_values == VTileValues::kUnknown) v_values = check_v_tile(v, cols, dims_.value_dim);
-      if (v_values == VTileValues::kFinite) return value_product<false>(v, cols, vecs);
+      if (v_values == VTileValues::kFinite) {
+        value_product<false>(v, cols, vecs);
+        if (prefetch_ != nullptr) prefetch_->rest();
+        return;
+      }
     }
     value_product<kMasked>(v, cols, vecs);
+    if (prefetch_ != nullptr) prefetch_->rest();
   }
 
   // Writes O = O^T / l (row r, value c at out[r * row_stride + c * dim_stride]) and, if lse is not
@@ -210,10 +222,10 @@ class SimdEngine {
   void value_product(VRows v, Index cols, Index vecs) {
     if (started_) {
       simd::BlockProduct<T, simd::AStride::kSteps, true, VRows, kSkipZero>::run(ot_, ld_, dims_.value_dim, vecs, v, st_,
-                                                                               ld_, cols, alpha_);
+                                                                               ld_, cols, alpha_, prefetch_);
     } else {
       simd::BlockProduct<T, simd::AStride::kSteps, false, VRows, kSkipZero>::run(ot_, ld_, dims_.value_dim, vecs, v, st_,
-                                                                                ld_, cols, nullptr);
+                                                                                ld_, cols, nullptr, prefetch_);
       started_ = true;
     }
   }
@@ -304,6 +316,7 @@ class SimdEngine {
   bool started_ = false;
   T *qt_ = nullptr, *st_ = nullptr, *ot_ = nullptr, *m_ = nullptr, *l_ = nullptr, *alpha_ = nullptr;
   std::uint64_t* row_bits_ = nullptr;
+  TilePrefetch<T>* prefetch_ = nullptr;
 };
 
 }  // namespace sparse_attention::detail
