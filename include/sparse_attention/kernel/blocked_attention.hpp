@@ -154,17 +154,16 @@ class BlockedAttention {
       // strided's every other tile) at once, which costs fewer instructions (strided at n = 8192 took
       // 1.02-1.04x its time with its near tiles spread).
       if (n + 1 < tiles && tile(n + 1) != tile(n) + 1) {
+        queue_tile(prefetch, b, kv_h, tile(n + 1));
         const Index jump = tile(n + 1) > tile(n) ? tile(n + 1) - tile(n) : tile(n) - tile(n + 1);
-        if (Engine::kSpreadsPrefetch && jump > kNearTiles)
-          queue_tile(prefetch, b, kv_h, tile(n + 1));
-        else
-          prefetch_tile(b, kv_h, tile(n + 1));
+        if (!Engine::kSpreadsPrefetch || jump <= kNearTiles) prefetch.rest();
       }
       if (n < partial) {
         step</*kMasked=*/true>(engine, b, h, kv_h, rows, tile(n), pack);
       } else {
         step</*kMasked=*/false>(engine, b, h, kv_h, rows, tile(n), pack);
       }
+      prefetch.rest();  // what the step's products did not ask for
     }
 
     T* lse = lse_.data() != nullptr ? &lse_(b, h, rows.begin) : nullptr;
@@ -202,15 +201,6 @@ class BlockedAttention {
     const Range cols = layout_.grid().kv_range(kb);
     prefetch.set(&k_(b, kv_h, cols.begin, 0), k_.stride(2), p_.head_dim, &v_(b, kv_h, cols.begin, 0), v_.stride(2),
                  p_.value_dim, cols.size());
-  }
-
-  void prefetch_tile(Index b, Index kv_h, Index kb) const {
-    if (pack_k_ || pack_v_) return;
-    const Range cols = layout_.grid().kv_range(kb);
-    for (Index r = cols.begin; r < cols.end; ++r) {
-      prefetch_row(&k_(b, kv_h, r, 0), p_.head_dim);
-      prefetch_row(&v_(b, kv_h, r, 0), p_.value_dim);
-    }
   }
 
   // Rows `cols` of K or V for (b, kv_h), unit-stride within a row: the caller's memory when it is

@@ -53,7 +53,7 @@ class EigenEngine {
   }
 
   static constexpr bool kChecksVTile = false;  // see SimdEngine; masked pairs never enter the product here
-  static constexpr bool kSpreadsPrefetch = false;  // see SimdEngine; BlockedAttention asks for a far tile at once
+  static constexpr bool kSpreadsPrefetch = false;  // see SimdEngine; BlockedAttention asks for a far tile's lines at once
 
   template <bool kMasked, class Mask>
   void step(const T* k, Index k_row_stride, const T* v, Index v_row_stride, Index cols, const Mask& mask,

@@ -51,8 +51,8 @@ class SimdEngine {
 
   // Whether the engine takes a TilePrefetch (see set_prefetch).
   static constexpr bool kSpreadsPrefetch = true;
-  // Lines `prefetch` holds are asked for a few at a time during the products of each step (all of
-  // them by its end); null: none.
+  // Lines `prefetch` holds are asked for a few at a time during the products of each step (the caller
+  // asks for the rest after it); null: none.
   void set_prefetch(TilePrefetch<T>* prefetch) { prefetch_ = prefetch; }
 
   // Whether masked steps read the V tile to choose their value product (see step).
@@ -148,7 +148,6 @@ class SimdEngine {
         else
           simd::RowProduct<T, false, StridedRows<T>, VRows>::run(ot_, dims_.value_dim, rows_, dims_.value_dim / W, p, v, cols, nullptr);
         started_ = true;
-        if (prefetch_ != nullptr) prefetch_->rest();
         return;
       }
     }
@@ -160,14 +159,9 @@ class SimdEngine {
     // and passes the answer in v_values.
     if constexpr (kMasked && kChecksVTile) {
       if (v_values == VTileValues::kUnknown) v_values = check_v_tile(v, cols, dims_.value_dim);
-      if (v_values == VTileValues::kFinite) {
-        value_product<false>(v, cols, vecs);
-        if (prefetch_ != nullptr) prefetch_->rest();
-        return;
-      }
+      if (v_values == VTileValues::kFinite) return value_product<false>(v, cols, vecs);
     }
     value_product<kMasked>(v, cols, vecs);
-    if (prefetch_ != nullptr) prefetch_->rest();
   }
 
   // Writes O = O^T / l (row r, value c at out[r * row_stride + c * dim_stride]) and, if lse is not
