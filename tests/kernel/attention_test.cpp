@@ -75,6 +75,9 @@ TYPED_TEST(AttentionTest, MatchesReferenceWithGqaLayoutsAndLongRows) {
       {{3, 2, 1, 5, 1000, 16, 72, false}, {64, 128}},   // a few queries over a long cache
       {{1, 2, 1, 1, 1000, 64, 64, true}, {64, 64}},     // decode: one query over a cache
       {{1, 2, 2, 1000, 1, 8, 8, false}, {128, 128}},    // one key
+      // [B, S, H, D] rows a multiple of 4 KB apart: K and V tiles are copied before their steps
+      {{1, 16, 8, 130, 200, 128, 128, true}, {64, 64}},
+      {{1, 4, 4, 97, 97, 256, 64, true}, {32, 48}},    // K copied, V (1 KB apart) read in place
   };
   std::uint64_t seed = 100;
   for (const Case& c : cases) {
