@@ -77,7 +77,7 @@ TYPED_TEST(AttentionTest, MatchesReferenceWithGqaLayoutsAndLongRows) {
       {{1, 2, 2, 1000, 1, 8, 8, false}, {128, 128}},    // one key
       // [B, S, H, D] rows a multiple of 4 KB apart: K and V tiles are copied before their steps
       {{1, 16, 8, 130, 200, 128, 128, true}, {64, 64}},
-      {{1, 4, 4, 97, 97, 256, 64, true}, {32, 48}},    // K copied, V (1 KB apart) read in place
+      {{1, 4, 4, 97, 97, 256, 64, true}, {32, 48}},    // K copied, V (256 elements apart) read in place
   };
   std::uint64_t seed = 100;
   for (const Case& c : cases) {

@@ -6,7 +6,9 @@
 
 #include <cfenv>
 #include <cmath>
+#include <cstddef>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "sparse_attention/kernel/simd.hpp"
