@@ -24,11 +24,15 @@ class SimdExp2Test : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(SimdExp2Test, Scalars);
 
+// The bottom of T's normal range, in powers of two: exp2 flushes what lies below it.
+template <class T>
+constexpr T kLowest = std::is_same_v<T, float> ? T(-126) : T(-1022);
+
 // Arguments around the bottom of the normal range (where the old clamp produced subnormals), through
 // the ordinary range of softmax exponents, plus the special values.
 template <class T>
 std::vector<T> arguments() {
-  const T lowest = std::is_same_v<T, float> ? T(-126) : T(-1022);
+  const T lowest = kLowest<T>;
   std::vector<T> x;
   for (T base : {lowest - 30, lowest - 1, lowest, T(-60), T(-1), T(0), T(20)})
     for (int i = -40; i <= 40; ++i) x.push_back(base + T(i) / T(16));
@@ -50,7 +54,7 @@ TYPED_TEST(SimdExp2Test, MatchesStdExp2AndFlushesBelowTheNormalRange) {
   std::feclearexcept(FE_ALL_EXCEPT);
   for (std::size_t i = 0; i < x.size(); i += V::kLanes) simd::exp2(V::load(x.data() + i)).store(y.data() + i);
   EXPECT_FALSE(std::fetestexcept(FE_UNDERFLOW)) << "a lane underflowed";
-  const T lowest = std::is_same_v<T, float> ? T(-126) : T(-1022);
+  const T lowest = kLowest<T>;
   // The polynomial's error: a few units in the last place of T.
   const double tolerance = 8 * static_cast<double>(std::numeric_limits<T>::epsilon());
   for (std::size_t i = 0; i < x.size(); ++i) {

@@ -431,17 +431,19 @@ SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> zero_if_minus_inf(Vec<double> x) {
 // flushed to +0 (so -inf gives 0); NaN stays NaN. As for AVX-512, no lane computes a subnormal (the
 // clamp keeps n >= -126 with f >= 0 there).
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<float> exp2(Vec<float> x) {
-  const __m256 c = _mm256_max_ps(_mm256_set1_ps(-126.0f), x.v);
+  const __m256 lowest = _mm256_set1_ps(-126.0f);
+  const __m256 c = _mm256_max_ps(lowest, x.v);
   const __m256 n = _mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256 f = _mm256_sub_ps(c, n);
   __m256 p = _mm256_set1_ps(kExp2Float[0]);
   for (int i = 1; i < 7; ++i) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kExp2Float[i]));
   const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   const __m256 r = _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-  return {_mm256_and_ps(_mm256_cmp_ps(x.v, _mm256_set1_ps(-126.0f), _CMP_NLT_UQ), r)};
+  return {_mm256_and_ps(_mm256_cmp_ps(x.v, lowest, _CMP_NLT_UQ), r)};
 }
 SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> exp2(Vec<double> x) {
-  const __m256d c = _mm256_max_pd(_mm256_set1_pd(-1022.0), x.v);
+  const __m256d lowest = _mm256_set1_pd(-1022.0);
+  const __m256d c = _mm256_max_pd(lowest, x.v);
   const __m256d n = _mm256_round_pd(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   const __m256d f = _mm256_sub_pd(c, n);
   __m256d p = _mm256_set1_pd(kExp2Double[0]);
@@ -452,7 +454,7 @@ SPARSE_ATTENTION_ALWAYS_INLINE Vec<double> exp2(Vec<double> x) {
                                            _mm256_castpd_si256(_mm256_set1_pd(6755399441055744.0)));
   const __m256i bits = _mm256_slli_epi64(_mm256_add_epi64(integer, _mm256_set1_epi64x(1023)), 52);
   const __m256d r = _mm256_mul_pd(p, _mm256_castsi256_pd(bits));
-  return {_mm256_and_pd(_mm256_cmp_pd(x.v, _mm256_set1_pd(-1022.0), _CMP_NLT_UQ), r)};
+  return {_mm256_and_pd(_mm256_cmp_pd(x.v, lowest, _CMP_NLT_UQ), r)};
 }
 
 #endif
