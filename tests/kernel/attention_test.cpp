@@ -78,6 +78,7 @@ TYPED_TEST(AttentionTest, MatchesReferenceWithGqaLayoutsAndLongRows) {
       // [B, S, H, D] rows a multiple of 4 KB apart: K and V tiles are copied before their steps
       {{1, 16, 8, 130, 200, 128, 128, true}, {64, 64}},
       {{1, 4, 4, 97, 97, 256, 64, true}, {32, 48}},    // K copied, V (256 elements apart) read in place
+      {{1, 4, 4, 60, 97, 256, 64, true}, {64, 48}},    // one query block: K copied, V read in place
   };
   std::uint64_t seed = 100;
   for (const Case& c : cases) {
@@ -87,6 +88,21 @@ TYPED_TEST(AttentionTest, MatchesReferenceWithGqaLayoutsAndLongRows) {
       EXPECT_TRUE(sa::testing::matches_reference(p, policy, c.block));
     });
   }
+}
+
+// [B, S, H, D] rows that are not contiguous are copied contiguous and kept in a per-thread cache of
+// slots, no more over all threads than there are tiles: with 4 threads and 2 KV heads of 16 tiles, 8
+// slots per thread, so tiles evict each other (kb and kb + 8). Every thread count, the same bits.
+TYPED_TEST(AttentionTest, MatchesReferenceWhenCopiedTilesEvictEachOther) {
+  using T = TypeParam;
+  const Problem<T> p(Shape{1, 4, 2, 1000, 1000, 32, 24, true}, 13);
+  for_each_core_policy([&](const auto& policy, const char* name) {
+    SCOPED_TRACE(name);
+    EXPECT_TRUE(sa::testing::matches_reference(p, policy, {64, 64}, 4));
+    const auto one = sa::testing::run_kernel(p, policy, {64, 64}, 1);
+    const auto four = sa::testing::run_kernel(p, policy, {64, 64}, 4);
+    EXPECT_TRUE(sa::testing::same_bits(one.out, four.out));
+  });
 }
 
 // Scores of magnitude ~1e2 after scaling: the online softmax's rescaling is exercised on every tile.

@@ -17,12 +17,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <numeric>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "sparse_attention/core/block_layout.hpp"
 #include "sparse_attention/core/mask_policy.hpp"
+#include "sparse_attention/core/memory.hpp"
 #include "sparse_attention/core/tensor_view.hpp"
 #include "sparse_attention/core/types.hpp"
 #include "sparse_attention/kernel/eigen_engine.hpp"
@@ -58,6 +61,12 @@ using TileEngine = EigenEngine<T>;
 template <class T, class Policy>
 class BlockedAttention {
   using Engine = TileEngine<T>;
+  struct TileCache {
+    T* data;      // slots_ copied tiles, tile_elems_ apart: K rows, then V rows
+    Index* tags;  // per slot: the tile it holds (tile_tag), or -1
+  };
+  // 32 MB: every tile of one head at n = 32768, d = 128 in float.
+  static constexpr std::size_t kTileCacheBytes = std::size_t{32} << 20;
 
  public:
   BlockedAttention(const Problem& p, const Policy& policy, const BlockLayout& layout,
@@ -65,24 +74,37 @@ class BlockedAttention {
                    TensorView<T> out, LseView<T> lse)
       : p_(p), policy_(policy), layout_(layout), q_(q), k_(k), v_(v), out_(out), lse_(lse),
         dims_{layout.block().q, layout.block().kv, p.head_dim, p.value_dim},
-        pack_k_(needs_packing(k, p.head_dim)), pack_v_(needs_packing(v, p.value_dim)) {}
+        pack_k_(needs_packing(k, p.head_dim, layout.q_blocks() > 1)),
+        pack_v_(needs_packing(v, p.value_dim, layout.q_blocks() > 1)) {}
 
   void run(int num_threads) {
     const std::vector<Index> items = work_order();
     const std::vector<Index> chunks = cut_into_chunks(items, num_threads);
     const int threads = thread_count(num_threads, static_cast<Index>(chunks.size()) - 1);
-    const Index engine_size = Engine::scratch_size(dims_);
-    const Index pack_size = (pack_k_ ? dims_.block_kv * p_.head_dim : 0) + (pack_v_ ? dims_.block_kv * p_.value_dim : 0);
-    const Index per_thread = engine_size + static_cast<Index>(AlignedBuffer<T>::round_up(
-                                               static_cast<std::size_t>(pack_size) * sizeof(T)) / sizeof(T));
-    AlignedBuffer<T> scratch(per_thread * threads);
+    const auto engine_size = static_cast<Index>(
+        AlignedBuffer<T>::round_up(static_cast<std::size_t>(Engine::scratch_size(dims_)) * sizeof(T)) / sizeof(T));
+    AlignedBuffer<T> scratch(engine_size * threads);
+    // Copied tiles (see needs_packing) stay in a per-thread cache, tile kb in slot kb % slots_: the query
+    // blocks of a head that run on one thread (work_order keeps them together) copy each tile once
+    // instead of at every step. At most kTileCacheBytes per thread, and no more slots over all threads
+    // than there are tiles.
+    tile_elems_ = (pack_k_ ? dims_.block_kv * p_.head_dim : 0) + (pack_v_ ? dims_.block_kv * p_.value_dim : 0);
+    if (tile_elems_ > 0) {
+      const Index tiles = p_.batch * p_.kv_heads * layout_.kv_blocks();
+      const auto budget = static_cast<Index>(kTileCacheBytes / (static_cast<std::size_t>(tile_elems_) * sizeof(T)));
+      slots_ = std::max<Index>(1, std::min({layout_.kv_blocks(), budget, tiles / threads}));
+    }
+    const Index cache_size = slots_ * tile_elems_;
+    const Index tags_size = ceil_div(slots_, 8) * 8;  // a thread's tags on cache lines of their own
+    const std::shared_ptr<T[]> cache = cache_size > 0 ? allocate_large<T>(cache_size * threads) : nullptr;
+    std::vector<Index> tags(static_cast<std::size_t>(tags_size * threads), -1);
     if constexpr (Engine::kChecksVTile)
       v_tiles_ = std::vector<std::atomic<std::uint8_t>>(static_cast<std::size_t>(p_.batch * p_.kv_heads * layout_.kv_blocks()));
     parallel_for_dynamic(static_cast<Index>(chunks.size()) - 1, threads, [&](Index chunk, int thread) {
-      T* base = scratch.data() + per_thread * thread;
+      const TileCache tile_cache{cache_size > 0 ? cache.get() + cache_size * thread : nullptr, tags.data() + tags_size * thread};
       const Index end = chunks[static_cast<std::size_t>(chunk) + 1];
       for (Index n = chunks[static_cast<std::size_t>(chunk)]; n < end; ++n)
-        run_item(items[static_cast<std::size_t>(n)], base, base + engine_size);
+        run_item(items[static_cast<std::size_t>(n)], scratch.data() + engine_size * thread, tile_cache);
     });
   }
 
@@ -131,7 +153,7 @@ class BlockedAttention {
     return bounds;
   }
 
-  void run_item(Index item, T* engine_scratch, T* pack) const {
+  void run_item(Index item, T* engine_scratch, const TileCache& cache) const {
     const Index q_blocks = layout_.q_blocks();
     const Index qb = item % q_blocks;
     const Index h = (item / q_blocks) % p_.q_heads;
@@ -154,14 +176,14 @@ class BlockedAttention {
       // strided's every other tile) at once, which costs fewer instructions (strided at n = 8192 took
       // 1.02-1.04x its time with its near tiles spread).
       if (n + 1 < tiles && tile(n + 1) != tile(n) + 1) {
-        queue_tile(prefetch, b, kv_h, tile(n + 1));
+        queue_tile(prefetch, b, kv_h, tile(n + 1), cache);
         const Index jump = tile(n + 1) > tile(n) ? tile(n + 1) - tile(n) : tile(n) - tile(n + 1);
         if (!Engine::kSpreadsPrefetch || jump <= kNearTiles) prefetch.rest();
       }
       if (n < partial) {
-        step</*kMasked=*/true>(engine, b, h, kv_h, rows, tile(n), pack);
+        step</*kMasked=*/true>(engine, b, h, kv_h, rows, tile(n), cache);
       } else {
-        step</*kMasked=*/false>(engine, b, h, kv_h, rows, tile(n), pack);
+        step</*kMasked=*/false>(engine, b, h, kv_h, rows, tile(n), cache);
       }
       prefetch.rest();  // what the step's products did not ask for
     }
@@ -171,11 +193,17 @@ class BlockedAttention {
   }
 
   template <bool kMasked>
-  void step(Engine& engine, Index b, Index h, Index kv_h, Range rows, Index kb, T* pack) const {
+  void step(Engine& engine, Index b, Index h, Index kv_h, Range rows, Index kb, const TileCache& cache) const {
     const Range cols = layout_.grid().kv_range(kb);
     Index k_stride = 0, v_stride = 0;
-    const T* k = tile_rows(k_, pack_k_, b, kv_h, cols, p_.head_dim, pack, k_stride);
-    const T* v = tile_rows(v_, pack_v_, b, kv_h, cols, p_.value_dim, pack + (pack_k_ ? dims_.block_kv * p_.head_dim : 0), v_stride);
+    T* slot = nullptr;  // the tile's slot in this thread's cache: copied into unless it holds the tile
+    bool copy = false;
+    if (slots_ > 0) {
+      slot = cache.data + kb % slots_ * tile_elems_;
+      copy = std::exchange(cache.tags[kb % slots_], tile_tag(b, kv_h, kb)) != tile_tag(b, kv_h, kb);
+    }
+    const T* k = tile_rows(k_, pack_k_, copy, b, kv_h, cols, p_.head_dim, slot, k_stride);
+    const T* v = tile_rows(v_, pack_v_, copy, b, kv_h, cols, p_.value_dim, slot + (pack_k_ ? dims_.block_kv * p_.head_dim : 0), v_stride);
     VTileValues v_values = VTileValues::kUnknown;
     if constexpr (kMasked && Engine::kChecksVTile) v_values = v_tile_values(b, kv_h, kb, v, v_stride, cols.size());
     engine.template step<kMasked>(k, k_stride, v, v_stride, cols.size(),
@@ -196,42 +224,58 @@ class BlockedAttention {
 
   static constexpr Index kNearTiles = 8;  // tiles this close to the current one count as near (see run_item)
 
-  void queue_tile(TilePrefetch<T>& prefetch, Index b, Index kv_h, Index kb) const {
-    if (k_.stride(3) != 1 || v_.stride(3) != 1) return;
+  // The rows of tile kb that its step will read: a cached copy's, else the caller's (which a copy reads).
+  void queue_tile(TilePrefetch<T>& prefetch, Index b, Index kv_h, Index kb, const TileCache& cache) const {
     const Range cols = layout_.grid().kv_range(kb);
+    if (slots_ > 0 && cache.tags[kb % slots_] == tile_tag(b, kv_h, kb)) {
+      const T* slot = cache.data + (kb % slots_) * tile_elems_;
+      const T* k = pack_k_ ? slot : &k_(b, kv_h, cols.begin, 0);
+      const T* v = pack_v_ ? slot + (pack_k_ ? dims_.block_kv * p_.head_dim : 0) : &v_(b, kv_h, cols.begin, 0);
+      prefetch.set(k, pack_k_ ? p_.head_dim : k_.stride(2), p_.head_dim, v, pack_v_ ? p_.value_dim : v_.stride(2), p_.value_dim,
+                   cols.size());
+      return;
+    }
+    if (k_.stride(3) != 1 || v_.stride(3) != 1) return;
     prefetch.set(&k_(b, kv_h, cols.begin, 0), k_.stride(2), p_.head_dim, &v_(b, kv_h, cols.begin, 0), v_.stride(2),
                  p_.value_dim, cols.size());
   }
 
-  // Whether K or V tiles are copied into contiguous scratch before their step: when a row is not
-  // unit-stride along dim, and when rows sit a multiple of 4 KB apart ([B, S, H, D] with H * D a
-  // multiple of 1024 floats, as in most models): such rows all map to the same few sets of L1, which
-  // then holds 12 (or 8) of a tile's 64 rows, and every register block reloads them from L2. Causal,
-  // n = 8192, 16 heads, d = 128 on a Sapphire Rapids class Xeon: 199 GFLOP/s in place, 260 copied
-  // ([B, H, S, D]: 313). Prefetching the rows ahead of the copy, or the next tile during a step, was
-  // slower (242, 221-229).
-  static bool needs_packing(const TensorView<const T>& t, Index dim) {
+  Index tile_tag(Index b, Index kv_h, Index kb) const { return (b * p_.kv_heads + kv_h) * layout_.kv_blocks() + kb; }
+
+  // Whether K or V tiles are copied into contiguous scratch before their step (and kept, see run):
+  // - when a row is not unit-stride along dim;
+  // - when rows sit a multiple of 4 KB apart ([B, S, H, D] with H * D a multiple of 1024 floats, as in
+  //   most models): they all map to the same few sets of L1, which then holds 12 (or 8) of a tile's 64
+  //   rows, and every register block reloads them from L2;
+  // - when rows are not contiguous and the tile serves several query blocks: rows a page or more apart
+  //   each cost a TLB entry and stop the hardware prefetcher, which follows a contiguous copy.
+  // Causal, n = 8192, d = 128 on a Sapphire Rapids class Xeon, [B, S, H, D]: 16 heads 199 GFLOP/s in
+  // place, 227 copied at every step, 267 with the copies kept ([B, H, S, D]: 272); 15 heads 215 in
+  // place and copied at every step, 261 kept. Prefetching the rows ahead of the copy, or the next tile
+  // during a step, was slower.
+  static bool needs_packing(const TensorView<const T>& t, Index dim, bool reused) {
     if (t.stride(3) != 1) return true;
     const auto row_bytes = static_cast<std::size_t>(t.stride(2)) * sizeof(T);
-    return t.stride(2) > dim && row_bytes % 4096 == 0;
+    return t.stride(2) > dim && (row_bytes % 4096 == 0 || reused);
   }
 
-  // Rows `cols` of K or V for (b, kv_h), unit-stride within a row: the caller's memory, or (`pack`) a
-  // copy, rows `dim` apart.
-  static const T* tile_rows(const TensorView<const T>& t, bool packed, Index b, Index kv_h, Range cols, Index dim,
+  // Rows `cols` of K or V for (b, kv_h), unit-stride within a row: the caller's memory, or (`packed`)
+  // the copy at `pack`, rows `dim` apart, made now when `copy` (else made by an earlier step).
+  static const T* tile_rows(const TensorView<const T>& t, bool packed, bool copy, Index b, Index kv_h, Range cols, Index dim,
                             T* pack, Index& row_stride) {
     const T* base = t.data() + b * t.stride(0) + kv_h * t.stride(1) + cols.begin * t.stride(2);
     if (!packed) {
       row_stride = t.stride(2);
       return base;
     }
+    row_stride = dim;
+    if (!copy) return pack;
     if (t.stride(3) == 1) {
       for (Index r = 0; r < cols.size(); ++r) std::copy(base + r * t.stride(2), base + r * t.stride(2) + dim, pack + r * dim);
     } else {
       for (Index r = 0; r < cols.size(); ++r)
         for (Index c = 0; c < dim; ++c) pack[r * dim + c] = base[r * t.stride(2) + c * t.stride(3)];
     }
-    row_stride = dim;
     return pack;
   }
 
@@ -243,6 +287,7 @@ class BlockedAttention {
   LseView<T> lse_;
   typename Engine::Dims dims_;
   bool pack_k_, pack_v_;
+  Index tile_elems_ = 0, slots_ = 0;  // elements of a copied tile (K, then V), cached tiles per thread
   // Per (batch, KV head, key block): a VTileValues, filled as masked steps find out (engines that check).
   mutable std::vector<std::atomic<std::uint8_t>> v_tiles_;
 };
