@@ -3,6 +3,8 @@
 // baseline, and three ceilings of this machine measured in the same run.
 //
 //   attention/<pattern>/n:<n>/d:<d>/omp:<threads>   8 heads, float, batch 1, 64 x 64 tiles
+//   bshd/<pattern>/n:<n>/d:<d>/omp:<threads>        the same in the [B, S, H, D] layout of model code
+//                                                   (causal and local at n = 8192): rows H * D apart
 //   ceiling/fma/omp:<threads>                       a tight FMA loop: the machine's peak
 //   ceiling/gemm/omp:<threads>                      Eigen float GEMM 1024^3
 //   ceiling/l2/omp:<threads>                        reads of a 256 KB buffer per thread: L2 bandwidth (gbps)
@@ -74,15 +76,16 @@ void set_counters(benchmark::State& state, double flops_per_iteration, double se
   state.counters["allowed_pairs"] = allowed;
 }
 
-void register_pattern(const sa::bench::Pattern& pattern, sa::Index n, sa::Index d, int threads) {
-  const std::string name = "attention/" + pattern.name + "/n:" + std::to_string(n) + "/d:" + std::to_string(d) +
-                           "/omp:" + std::to_string(threads);
+void register_pattern(const sa::bench::Pattern& pattern, sa::Index n, sa::Index d, int threads, bool bshd = false) {
+  const std::string name = (bshd ? "bshd/" : "attention/") + pattern.name + "/n:" + std::to_string(n) + "/d:" +
+                           std::to_string(d) + "/omp:" + std::to_string(threads);
   benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
     Inputs in(n, d);
-    const auto q = sa::bhsd<const float>(in.q.data(), 1, kHeads, n, d);
-    const auto k = sa::bhsd<const float>(in.k.data(), 1, kHeads, n, d);
-    const auto v = sa::bhsd<const float>(in.v.data(), 1, kHeads, n, d);
-    const auto o = sa::bhsd(in.o.data(), 1, kHeads, n, d);
+    const auto view = [&](auto* data) { return bshd ? sa::bshd(data, 1, n, kHeads, d) : sa::bhsd(data, 1, kHeads, n, d); };
+    const auto q = view(static_cast<const float*>(in.q.data()));
+    const auto k = view(static_cast<const float*>(in.k.data()));
+    const auto v = view(static_cast<const float*>(in.v.data()));
+    const auto o = view(in.o.data());
     const sa::bench::Prepared run = pattern.prepare(n, kHeads);
     const double seconds = timed_loop(state, [&] { run.run(q, k, v, o, threads); });
     set_counters(state, 4.0 * static_cast<double>(d) * static_cast<double>(run.computed_pairs) * kHeads, seconds,
@@ -189,6 +192,7 @@ int main(int argc, char** argv) {
         if (n <= 8192) register_naive(n, d, threads);
         for (const sa::bench::Pattern& p : sa::bench::patterns()) {
           if (n <= p.max_n) register_pattern(p, n, d, threads);
+          if (n == 8192 && (p.name == "causal" || p.name == "local")) register_pattern(p, n, d, threads, /*bshd=*/true);
         }
       }
     }
