@@ -88,7 +88,8 @@ class BlockedAttention {
     // blocks of a head that run on one thread (work_order keeps them together) copy each tile once
     // instead of at every step. At most kTileCacheBytes per thread, and no more slots over all threads
     // than there are tiles.
-    tile_elems_ = (pack_k_ ? dims_.block_kv * p_.head_dim : 0) + (pack_v_ ? dims_.block_kv * p_.value_dim : 0);
+    v_in_slot_ = pack_k_ ? dims_.block_kv * p_.head_dim : 0;
+    tile_elems_ = v_in_slot_ + (pack_v_ ? dims_.block_kv * p_.value_dim : 0);
     if (tile_elems_ > 0) {
       const Index tiles = p_.batch * p_.kv_heads * layout_.kv_blocks();
       const auto budget = static_cast<Index>(kTileCacheBytes / (static_cast<std::size_t>(tile_elems_) * sizeof(T)));
@@ -199,11 +200,12 @@ class BlockedAttention {
     T* slot = nullptr;  // the tile's slot in this thread's cache: copied into unless it holds the tile
     bool copy = false;
     if (slots_ > 0) {
-      slot = cache.data + kb % slots_ * tile_elems_;
-      copy = std::exchange(cache.tags[kb % slots_], tile_tag(b, kv_h, kb)) != tile_tag(b, kv_h, kb);
+      slot = cache_slot(cache, kb);
+      const Index tag = tile_tag(b, kv_h, kb);
+      copy = std::exchange(cache.tags[kb % slots_], tag) != tag;
     }
     const T* k = tile_rows(k_, pack_k_, copy, b, kv_h, cols, p_.head_dim, slot, k_stride);
-    const T* v = tile_rows(v_, pack_v_, copy, b, kv_h, cols, p_.value_dim, slot + (pack_k_ ? dims_.block_kv * p_.head_dim : 0), v_stride);
+    const T* v = tile_rows(v_, pack_v_, copy, b, kv_h, cols, p_.value_dim, slot + v_in_slot_, v_stride);
     VTileValues v_values = VTileValues::kUnknown;
     if constexpr (kMasked && Engine::kChecksVTile) v_values = v_tile_values(b, kv_h, kb, v, v_stride, cols.size());
     engine.template step<kMasked>(k, k_stride, v, v_stride, cols.size(),
@@ -228,9 +230,9 @@ class BlockedAttention {
   void queue_tile(TilePrefetch<T>& prefetch, Index b, Index kv_h, Index kb, const TileCache& cache) const {
     const Range cols = layout_.grid().kv_range(kb);
     if (slots_ > 0 && cache.tags[kb % slots_] == tile_tag(b, kv_h, kb)) {
-      const T* slot = cache.data + (kb % slots_) * tile_elems_;
+      const T* slot = cache_slot(cache, kb);
       const T* k = pack_k_ ? slot : &k_(b, kv_h, cols.begin, 0);
-      const T* v = pack_v_ ? slot + (pack_k_ ? dims_.block_kv * p_.head_dim : 0) : &v_(b, kv_h, cols.begin, 0);
+      const T* v = pack_v_ ? slot + v_in_slot_ : &v_(b, kv_h, cols.begin, 0);
       prefetch.set(k, pack_k_ ? p_.head_dim : k_.stride(2), p_.head_dim, v, pack_v_ ? p_.value_dim : v_.stride(2), p_.value_dim,
                    cols.size());
       return;
@@ -241,6 +243,7 @@ class BlockedAttention {
   }
 
   Index tile_tag(Index b, Index kv_h, Index kb) const { return (b * p_.kv_heads + kv_h) * layout_.kv_blocks() + kb; }
+  T* cache_slot(const TileCache& cache, Index kb) const { return cache.data + kb % slots_ * tile_elems_; }
 
   // Whether K or V tiles are copied into contiguous scratch before their step (and kept, see run):
   // - when a row is not unit-stride along dim;
@@ -287,7 +290,7 @@ class BlockedAttention {
   LseView<T> lse_;
   typename Engine::Dims dims_;
   bool pack_k_, pack_v_;
-  Index tile_elems_ = 0, slots_ = 0;  // elements of a copied tile (K, then V), cached tiles per thread
+  Index v_in_slot_ = 0, tile_elems_ = 0, slots_ = 0;  // where V starts in a copied tile (after K), its size; slots per thread
   // Per (batch, KV head, key block): a VTileValues, filled as masked steps find out (engines that check).
   mutable std::vector<std::atomic<std::uint8_t>> v_tiles_;
 };
