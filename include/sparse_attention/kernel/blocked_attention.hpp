@@ -105,7 +105,8 @@ class BlockedAttention {
       const TileCache tile_cache{cache_size > 0 ? cache.get() + cache_size * thread : nullptr, tags.data() + tags_size * thread};
       const Index end = chunks[static_cast<std::size_t>(chunk) + 1];
       for (Index n = chunks[static_cast<std::size_t>(chunk)]; n < end; ++n)
-        run_item(items[static_cast<std::size_t>(n)], scratch.data() + engine_size * thread, tile_cache);
+        run_item(items[static_cast<std::size_t>(n)], n + 1 < end ? items[static_cast<std::size_t>(n) + 1] : -1,
+                 scratch.data() + engine_size * thread, tile_cache);
     });
   }
 
@@ -154,11 +155,19 @@ class BlockedAttention {
     return bounds;
   }
 
-  void run_item(Index item, T* engine_scratch, const TileCache& cache) const {
+  // The (batch, query head, query block) of a work item.
+  struct Item {
+    Index b, h, qb;
+  };
+  Item item_of(Index item) const {
     const Index q_blocks = layout_.q_blocks();
-    const Index qb = item % q_blocks;
-    const Index h = (item / q_blocks) % p_.q_heads;
-    const Index b = item / (q_blocks * p_.q_heads);
+    return {item / (q_blocks * p_.q_heads), (item / q_blocks) % p_.q_heads, item % q_blocks};
+  }
+
+  // Runs work item `item`; `next` is the item this thread runs after it (-1: none known).
+  void run_item(Index item, Index next, T* engine_scratch, const TileCache& cache) const {
+    const Item at = item_of(item);
+    const Index b = at.b, h = at.h, qb = at.qb;
     const Index kv_h = h / p_.group();
     const Range rows = layout_.grid().q_range(qb);
 
@@ -169,7 +178,9 @@ class BlockedAttention {
     const BlockLayout::Row row = layout_.row(h, qb);
     const std::size_t partial = row.partial.size(), tiles = partial + row.full.size();
     const auto tile = [&](std::size_t n) { return n < partial ? row.partial[n] : row.full[n - partial]; };
+    const std::size_t ahead_from = tiles > kAheadSteps ? tiles - kAheadSteps : 0;
     for (std::size_t n = 0; n < tiles; ++n) {
+      if (n == ahead_from) queue_ahead(prefetch, b, h, rows, next);
       // A next tile that does not follow this one (a random or global block, the jump from the partial
       // tiles to the full ones) is fetched while this one is computed; consecutive tiles are left to
       // the hardware prefetcher, which follows them anyway. A far tile (likely in L3 or DRAM) has its
@@ -240,6 +251,40 @@ class BlockedAttention {
     if (k_.stride(3) != 1 || v_.stride(3) != 1) return;
     prefetch.set(&k_(b, kv_h, cols.begin, 0), k_.stride(2), p_.head_dim, &v_(b, kv_h, cols.begin, 0), v_.stride(2),
                  p_.value_dim, cols.size());
+  }
+
+  // Steps of an item through which the lines queue_ahead asks for trickle in: its last kAheadSteps
+  // (a sliding window's 9 tiles: nearly all). Asked for from the first step of a long row (causal at
+  // n = 8192), O's lines reached L2 long before finish and were evicted again (1.5% slower).
+  static constexpr std::size_t kAheadSteps = 8;
+
+  // Lines that would otherwise miss all at once, in begin and finish and the next item's first step,
+  // queued behind the tiles' (see TilePrefetch): this block's O rows (written by finish; asked for write,
+  // so finish does not wait for them to be read), the next item's Q rows (read by begin) and its
+  // partial tiles' K and V rows (its first steps: for a sliding window, the one tile no earlier block
+  // read). A short row does little but begin and finish around its steps: local attention at n = 32768
+  // spent 10% of its time in finish and 5% in begin before, and takes 0.91-0.95x the time with them.
+  // Only rows that form one contiguous block: rows a page apart ([B, S, H, D]) cost a TLB miss each and
+  // took 1.02-1.08x the time.
+  void queue_ahead(TilePrefetch<T>& prefetch, Index b, Index h, Range rows, Index next) const {
+    if (!Engine::kSpreadsPrefetch) return;
+    if (out_.stride(3) == 1 && out_.stride(2) == p_.value_dim)
+      prefetch.add_ahead(&out_(b, h, rows.begin, 0), out_.stride(2), p_.value_dim, rows.size(), /*for_write=*/true);
+    if (next < 0) return;
+    const Item n = item_of(next);
+    const Range next_rows = layout_.grid().q_range(n.qb);
+    if (q_.stride(3) == 1 && q_.stride(2) == p_.head_dim)
+      prefetch.add_ahead(&q_(n.b, n.h, next_rows.begin, 0), q_.stride(2), p_.head_dim, next_rows.size(), /*for_write=*/false);
+    if (pack_k_ || pack_v_ || k_.stride(2) != p_.head_dim || v_.stride(2) != p_.value_dim) return;
+    const Index kv_h = n.h / p_.group();
+    const auto partial = layout_.row(n.h, n.qb).partial;
+    // The parts left after O and Q: (kAheadParts - 2) / 2 tiles of K and V.
+    const std::size_t tiles = std::min<std::size_t>(partial.size(), (TilePrefetch<T>::kAheadParts - 2) / 2);
+    for (std::size_t t = 0; t < tiles; ++t) {
+      const Range cols = layout_.grid().kv_range(partial[t]);
+      prefetch.add_ahead(&k_(n.b, kv_h, cols.begin, 0), k_.stride(2), p_.head_dim, cols.size(), false);
+      prefetch.add_ahead(&v_(n.b, kv_h, cols.begin, 0), v_.stride(2), p_.value_dim, cols.size(), false);
+    }
   }
 
   Index tile_tag(Index b, Index kv_h, Index kb) const { return (b * p_.kv_heads + kv_h) * layout_.kv_blocks() + kb; }

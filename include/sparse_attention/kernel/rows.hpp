@@ -50,49 +50,74 @@ SPARSE_ATTENTION_ALWAYS_INLINE void prefetch_row(const T* row, Index dim) {
 // block): a far tile's 512 lines (d = 64) asked for at once outrun the misses a core can keep in
 // flight and stall it much as its demand misses would. Bigbird on a Zen 4 took the same time with the
 // burst as with no prefetch at all, and 0.96-0.97x with the requests spread (n = 16384 and 131072).
+//
+// Behind the tile come lines the next work item will want (add_ahead; see
+// BlockedAttention::queue_ahead): asked for only once the tile's are, and only by some(), so they
+// trickle in through the products instead of in one burst at the end of a step.
 template <class T>
 class TilePrefetch {
  public:
   static constexpr Index kLinesPerBlock = 16;
+  static constexpr int kAheadParts = 8;
 
   // Rows [0, rows) of K (k + r * k_step, k_dim elements) and then of V; drops what is left of the
   // previous tile.
   void set(const T* k, Index k_step, Index k_dim, const T* v, Index v_step, Index v_dim, Index rows) {
-    parts_[0] = {reinterpret_cast<const char*>(k), k_step * static_cast<Index>(sizeof(T)), lines(k_dim)};
-    parts_[1] = {reinterpret_cast<const char*>(v), v_step * static_cast<Index>(sizeof(T)), lines(v_dim)};
-    rows_ = rows, row_ = 0;
-    part_ = rows > 0 ? next_part(0) : 2;
+    tile_[0] = part(k, k_step, k_dim, rows, false);
+    tile_[1] = part(v, v_step, v_dim, rows, false);
+  }
+
+  // Rows [0, rows) at first + r * step of dim elements, to be read, or written (for_write) without
+  // being read; ignored once kAheadParts are queued.
+  void add_ahead(const T* first, Index step, Index dim, Index rows, bool for_write) {
+    if (ahead_parts_ < kAheadParts) ahead_[ahead_parts_++] = part(first, step, dim, rows, for_write);
   }
 
   // Asks for the lines of the next rows, at least `count` lines (all that are left when fewer).
   void some(Index count) {
-    while (count > 0 && part_ < 2) {
-      const Part& p = parts_[part_];
-      const char* row = p.base + row_ * p.step;
-#if defined(__GNUC__)
-      for (Index line = 0; line < p.lines; ++line) __builtin_prefetch(row + line * 64, 0, 2);
-#endif
-      count -= p.lines;
-      if (++row_ < rows_) continue;
-      row_ = 0;
-      part_ = next_part(part_ + 1);
-    }
+    count = ask(tile_, 2, count);
+    ask(ahead_, ahead_parts_, count);
   }
-  void rest() { some(std::numeric_limits<Index>::max()); }
+  // Asks for every line left of the tile (not the lines queued ahead).
+  void rest() { ask(tile_, 2, std::numeric_limits<Index>::max()); }
 
  private:
   struct Part {
     const char* base = nullptr;
     Index step = 0, lines = 0;  // bytes between rows, cache lines per row
+    Index rows = 0, row = 0;    // rows, and the next one to ask for
+    bool write = false;
   };
-  static Index lines(Index dim) { return (dim * static_cast<Index>(sizeof(T)) + 63) / 64; }
-  Index next_part(Index part) const {  // the first part from `part` on with lines to ask for
-    while (part < 2 && parts_[part].lines == 0) ++part;
-    return part;
+  static Part part(const T* first, Index step, Index dim, Index rows, bool write) {
+    return {reinterpret_cast<const char*>(first), step * static_cast<Index>(sizeof(T)),
+            (dim * static_cast<Index>(sizeof(T)) + 63) / 64, rows, 0, write};
+  }
+  // Asks for whole rows of `parts` in order until `count` lines are asked for; returns what is left of count.
+  static Index ask(Part* parts, int n, Index count) {
+    for (int i = 0; i < n && count > 0; ++i) {
+      Part& p = parts[i];
+      for (; p.row < p.rows && count > 0; ++p.row) {
+        const char* row = p.base + p.row * p.step;
+#if defined(__GNUC__)
+        for (Index line = 0; line < p.lines; ++line) {
+          if (p.write) {
+            __builtin_prefetch(row + line * 64, 1, 2);
+          } else {
+            __builtin_prefetch(row + line * 64, 0, 2);
+          }
+        }
+#else
+        (void)row;
+#endif
+        count -= p.lines;
+      }
+    }
+    return count;
   }
 
-  Part parts_[2];
-  Index rows_ = 0, part_ = 2, row_ = 0;  // part_ 2: nothing left
+  Part tile_[2];
+  Part ahead_[kAheadParts];
+  int ahead_parts_ = 0;
 };
 
 }  // namespace sparse_attention::detail
