@@ -30,7 +30,8 @@ void for_each_core_policy(F&& f) {
   f(sa::LocalWindow::symmetric(64), "symmetric(64)");
 }
 
-const sa::BlockSize kBlocks[] = {{16, 16}, {64, 64}, {128, 128}, {32, 48}, {64, 16}, {1, 7}};
+// {48, 33}: query blocks of 3 (float) or 6 (double) vectors, softmax chunks of 2 + 1 or 4 + 2.
+const sa::BlockSize kBlocks[] = {{16, 16}, {64, 64}, {128, 128}, {32, 48}, {64, 16}, {1, 7}, {48, 33}};
 
 template <class T>
 class AttentionTest : public ::testing::Test {};
