@@ -257,8 +257,9 @@ class BlockedAttention {
   }
 
   // Steps of an item through which the lines queue_ahead asks for trickle in: its last kAheadSteps
-  // (a sliding window's 9 tiles: nearly all). Asked for from the first step of a long row (causal at
-  // n = 8192), O's lines reached L2 long before finish and were evicted again (1.5% slower).
+  // (a sliding window's 9 tiles: nearly all). Asked for from the first step of a long row, they
+  // made causal at n = 8192 1.5% slower (O's lines, fetched long before finish, are likely evicted
+  // again by the tiles streamed in between).
   static constexpr std::size_t kAheadSteps = 8;
 
   // Lines that would otherwise miss all at once, in begin and finish and the next item's first step,
@@ -266,7 +267,7 @@ class BlockedAttention {
   // so finish does not wait for them to be read), the next item's Q rows (read by begin) and its
   // partial tiles' K and V rows (its first steps: for a sliding window, the one tile no earlier block
   // read). A short row does little but begin and finish around its steps: local attention at n = 32768
-  // spent 10% of its time in finish and 5% in begin before, and takes 0.91-0.95x the time with them.
+  // spent 10% of its time in finish and 5% in begin before, and takes 0.92-0.96x the time with them.
   // Only rows that form one contiguous block: rows a page apart ([B, S, H, D]) cost a TLB miss each and
   // took 1.02-1.08x the time.
   void queue_ahead(TilePrefetch<T>& prefetch, Index b, Index h, Range rows, Index next) const {
