@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <numeric>
+#include <span>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -180,7 +181,7 @@ class BlockedAttention {
     const auto tile = [&](std::size_t n) { return n < partial ? row.partial[n] : row.full[n - partial]; };
     const std::size_t ahead_from = tiles > kAheadSteps ? tiles - kAheadSteps : 0;
     for (std::size_t n = 0; n < tiles; ++n) {
-      if (n == ahead_from) queue_ahead(prefetch, b, h, rows, next);
+      if (n == ahead_from) queue_ahead(prefetch, b, h, qb, rows, next);
       // A far next tile (a random or global block, the jump from the partial tiles to the full ones;
       // likely in L3 or DRAM) is fetched while this one is computed, its lines asked for a few at a
       // time through the step (see TilePrefetch). Consecutive tiles are left to the hardware
@@ -262,15 +263,21 @@ class BlockedAttention {
   // again by the tiles streamed in between).
   static constexpr std::size_t kAheadSteps = 8;
 
-  // Lines that would otherwise miss all at once, in begin and finish and the next item's first step,
-  // queued behind the tiles' (see TilePrefetch): this block's O rows (written by finish; asked for write,
-  // so finish does not wait for them to be read), the next item's Q rows (read by begin) and its
-  // partial tiles' K and V rows (its first steps: for a sliding window, the one tile no earlier block
-  // read). A short row does little but begin and finish around its steps: local attention at n = 32768
-  // spent 10% of its time in finish and 5% in begin before, and takes 0.92-0.96x the time with them.
+  // Lines that would otherwise miss all at once, in begin and finish and the next item's steps, queued
+  // behind the tiles' (see TilePrefetch): this block's O rows (written by finish; asked for write, so
+  // finish does not wait for them to be read), the next item's Q rows (read by begin) and up to
+  // kAheadTiles of its tiles that this item does not visit, in the order it visits them: the tiles it
+  // shares with this one are in L2, the others likely in L3 or DRAM (for a sliding window the one tile
+  // no earlier block read; for BigBird the next window block and the random ones). A short row does
+  // little but begin and finish around its steps: local attention at n = 32768 spent 10% of its time
+  // in finish and 5% in begin before, and takes 0.92-0.96x the time with them. The next item's cold
+  // tiles rather than its partial ones (which missed BigBird's, all full): BigBird's window alone
+  // (3 tiles a row, n = 8192) takes 0.91-0.97x the time, the suite's BigBird 0.97-1.00x, the other
+  // patterns 0.99-1.01x.
   // Only rows that form one contiguous block: rows a page apart ([B, S, H, D]) cost a TLB miss each and
   // took 1.02-1.08x the time.
-  void queue_ahead(TilePrefetch<T>& prefetch, Index b, Index h, Range rows, Index next) const {
+  static constexpr std::size_t kAheadTiles = (TilePrefetch<T>::kAheadParts - 2) / 2;  // after O and Q
+  void queue_ahead(TilePrefetch<T>& prefetch, Index b, Index h, Index qb, Range rows, Index next) const {
     if (!Engine::kSpreadsPrefetch) return;
     if (out_.stride(3) == 1 && out_.stride(2) == p_.value_dim)
       prefetch.add_ahead(&out_(b, h, rows.begin, 0), out_.stride(2), p_.value_dim, rows.size(), /*for_write=*/true);
@@ -281,14 +288,22 @@ class BlockedAttention {
       prefetch.add_ahead(&q_(n.b, n.h, next_rows.begin, 0), q_.stride(2), p_.head_dim, next_rows.size(), /*for_write=*/false);
     if (pack_k_ || pack_v_ || k_.stride(2) != p_.head_dim || v_.stride(2) != p_.value_dim) return;
     const Index kv_h = n.h / p_.group();
-    const auto partial = layout_.row(n.h, n.qb).partial;
-    // The parts left after O and Q: (kAheadParts - 2) / 2 tiles of K and V.
-    const std::size_t tiles = std::min<std::size_t>(partial.size(), (TilePrefetch<T>::kAheadParts - 2) / 2);
-    for (std::size_t t = 0; t < tiles; ++t) {
-      const Range cols = layout_.grid().kv_range(partial[t]);
-      prefetch.add_ahead(&k_(n.b, kv_h, cols.begin, 0), k_.stride(2), p_.head_dim, cols.size(), false);
-      prefetch.add_ahead(&v_(n.b, kv_h, cols.begin, 0), v_.stride(2), p_.value_dim, cols.size(), false);
-    }
+    const bool same_tiles = n.b == b && kv_h == h / p_.group();  // this item's tiles are the next one's
+    const BlockLayout::Row here = layout_.row(h, qb), there = layout_.row(n.h, n.qb);
+    const auto visited_here = [&](std::int32_t kb) {
+      return same_tiles && (std::binary_search(here.partial.begin(), here.partial.end(), kb) ||
+                            std::binary_search(here.full.begin(), here.full.end(), kb));
+    };
+    std::size_t tiles = 0;
+    for (const std::span<const std::int32_t> list : {there.partial, there.full})
+      for (const std::int32_t kb : list) {
+        if (tiles == kAheadTiles) return;
+        if (visited_here(kb)) continue;
+        const Range cols = layout_.grid().kv_range(kb);
+        prefetch.add_ahead(&k_(n.b, kv_h, cols.begin, 0), k_.stride(2), p_.head_dim, cols.size(), false);
+        prefetch.add_ahead(&v_(n.b, kv_h, cols.begin, 0), v_.stride(2), p_.value_dim, cols.size(), false);
+        ++tiles;
+      }
   }
 
   Index tile_tag(Index b, Index kv_h, Index kb) const { return (b * p_.kv_heads + kv_h) * layout_.kv_blocks() + kb; }
