@@ -83,7 +83,9 @@ void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, Rows a, Index col0,
       }
     }
   } else {
-#pragma GCC unroll 2
+    // Four keys per iteration rather than two (AVX-512 Xeon, n = 8192, 2 threads): dense 0.95-0.98x
+    // the time, strided 0.97x, causal 0.98-0.99x; sliding windows 1.01-1.03x at d = 128.
+#pragma GCC unroll 4
     for (Index k = 0; k < depth; ++k) {
       // Opaque to the optimiser: otherwise it hoists the R offsets (col0 + r) into registers (spilling
       // them) instead of adding col0 once and addressing the R elements by displacement.
