@@ -6,6 +6,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 #include "support/test_support.hpp"
@@ -104,6 +105,41 @@ TYPED_TEST(AttentionTest, MatchesReferenceWhenCopiedTilesEvictEachOther) {
     const auto four = sa::testing::run_kernel(p, policy, {64, 64}, 4);
     EXPECT_TRUE(sa::testing::same_bits(one.out, four.out));
   });
+}
+
+// V tiles that serve many query blocks are copied transposed (BlockedAttention::transposes_v): value
+// dims that are not a multiple of the 16 x 16 register transpose, tail key tiles, GQA, both memory
+// layouts, masked and full tiles. Dense and causal rows take that path in every case here (checked,
+// so a changed threshold cannot silently drop the coverage); the windows may or may not.
+TYPED_TEST(AttentionTest, MatchesReferenceWithTransposedValueTiles) {
+  using T = TypeParam;
+  struct Case {
+    Shape shape;
+    sa::BlockSize block;
+  };
+  const Case cases[] = {
+      {{1, 2, 2, 1100, 1100, 64, 64, false}, {32, 64}},  // 35 query blocks, 18 tiles (the last of 12 keys)
+      {{1, 2, 1, 300, 301, 24, 20, true}, {16, 48}},     // Dv = 20: one 16 x 16 block and a tail of 4
+      {{2, 4, 2, 200, 97, 16, 33, false}, {4, 32}},      // Dv = 33, Sq > Sk, GQA
+      {{1, 2, 2, 250, 250, 32, 128, true}, {8, 64}},     // [B, S, H, D]: V rows 1 KB apart
+  };
+  std::uint64_t seed = 300;
+  for (const Case& c : cases) {
+    const Problem<T> p(c.shape, seed++);
+    SCOPED_TRACE(c.shape.str());
+    const sa::Index group = c.shape.q_heads / c.shape.kv_heads;
+    const auto takes_columns = [&](const auto& policy) {
+      using Policy = std::decay_t<decltype(policy)>;
+      const auto layout = sa::BlockLayout::build(policy, {c.shape.seq_q, c.shape.seq_k}, c.block, c.shape.q_heads);
+      return sa::detail::BlockedAttention<T, Policy>::transposes_v(layout, group);
+    };
+    EXPECT_EQ(takes_columns(sa::Dense{}), sa::detail::TileEngine<T>::kTakesValueColumns);
+    EXPECT_EQ(takes_columns(sa::Causal{}), sa::detail::TileEngine<T>::kTakesValueColumns);
+    for_each_core_policy([&](const auto& policy, const char* name) {
+      SCOPED_TRACE(name);
+      EXPECT_TRUE(sa::testing::matches_reference(p, policy, c.block));
+    });
+  }
 }
 
 // Scores of magnitude ~1e2 after scaling: the online softmax's rescaling is exercised on every tile.
@@ -209,8 +245,8 @@ TYPED_TEST(AttentionTest, NonFiniteInputsReachOnlyTheRowsThatUseThem) {
   const Problem<T> clean(shape, 31);
   // Batch 1, row 70 of K / V head 1 (query heads 2, 3), or of Q head 1.
   const sa::Index batch = 1, poisoned = 70, head = 1;
-  auto check = [&](const auto& policy, const char* name) {
-    const auto reference = sa::testing::run_kernel(clean, policy, {32, 32});
+  auto check = [&](const auto& policy, const char* name, sa::BlockSize block = {32, 32}) {
+    const auto reference = sa::testing::run_kernel(clean, policy, block);
     for (int tensor = 0; tensor < 3; ++tensor)
       for (T bad : {std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity()}) {
         Problem<T> p = clean;
@@ -219,7 +255,7 @@ TYPED_TEST(AttentionTest, NonFiniteInputsReachOnlyTheRowsThatUseThem) {
         const sa::Index heads = tensor == 0 ? shape.q_heads : shape.kv_heads;
         const sa::Index len = tensor == 0 ? shape.seq_q : shape.seq_k;
         x[static_cast<std::size_t>(((batch * heads + head) * len + poisoned) * dim + 5)] = bad;
-        const auto r = sa::testing::run_kernel(p, policy, {32, 32});
+        const auto r = sa::testing::run_kernel(p, policy, block);
         for (sa::Index b = 0; b < shape.batch; ++b)
           for (sa::Index h = 0; h < shape.q_heads; ++h)
             for (sa::Index i = 0; i < shape.seq_q; ++i) {
@@ -237,6 +273,13 @@ TYPED_TEST(AttentionTest, NonFiniteInputsReachOnlyTheRowsThatUseThem) {
   check(sa::LocalWindow(5, 0), "LocalWindow(5, 0)");
   check(sa::LocalWindow(20, 3), "LocalWindow(20, 3)");
   check(sa::Causal{}, "Causal");
+  // Query blocks of 8: 11 per key tile on average, 22 with the two query heads of a KV head, so the
+  // V tiles are copied transposed and the masked steps skip zero probabilities in that product too.
+  const sa::Causal causal;
+  const auto layout = sa::BlockLayout::build(causal, {shape.seq_q, shape.seq_k}, {8, 32}, shape.q_heads);
+  EXPECT_EQ((sa::detail::BlockedAttention<T, sa::Causal>::transposes_v(layout, 2)),
+            sa::detail::TileEngine<T>::kTakesValueColumns);
+  check(causal, "Causal, blocks of 8 x 32", {8, 32});
 }
 
 // Rows with no allowed key output exactly 0 and LSE -inf, never NaN.

@@ -9,7 +9,9 @@
 //   m,l = online softmax update          P = exp(S - m)
 //   acc = alpha * acc + P V_t
 //
-// and finally O = acc / l, LSE = m + log(l). Memory is O(tile) per thread; time is O(computed pairs).
+// and finally O = acc / l, LSE = m + log(l). Memory is O(tile) per thread, plus a cache of copied
+// tiles (rows that are not contiguous; V transposed where many query blocks share each tile) of at
+// most 32 MB per thread; time is O(computed pairs).
 // The engine is SimdEngine (AVX-512 / AVX2 micro-kernels) where the compiler targets those, else
 // EigenEngine.
 #pragma once
@@ -75,8 +77,26 @@ class BlockedAttention {
                    TensorView<T> out, LseView<T> lse)
       : p_(p), policy_(policy), layout_(layout), q_(q), k_(k), v_(v), out_(out), lse_(lse),
         dims_{layout.block().q, layout.block().kv, p.head_dim, p.value_dim},
+        v_columns_(transposes_v(layout, p.group())),
         pack_k_(needs_packing(k, p.head_dim, layout.q_blocks() > 1)),
-        pack_v_(needs_packing(v, p.value_dim, layout.q_blocks() > 1)) {}
+        pack_v_(v_columns_ || needs_packing(v, p.value_dim, layout.q_blocks() > 1)) {}
+
+  // Whether V tiles are copied transposed (ValueColumns) into the tile cache: when the engine takes
+  // them and a tile serves at least kTransposeReuse query blocks on average (query heads sharing a KV
+  // head count each). The value product then has the score product's form: a register block
+  // broadcasts along 6 contiguous rows of V^T, where it read 6 values from each of the tile's 64 V
+  // rows and every new 64-byte column of V began with 64 L1 misses (an eighth of the product's
+  // samples sat on those loads, and it ran 1.13x as long as the score product). On a Sapphire Rapids
+  // class Xeon, n = 8192, 2 threads, the same headers with and without: dense 0.96-0.98x the time at
+  // d = 128 and 0.97-0.98x at d = 64, causal 0.94-0.98x and 0.99x, strided 0.95-0.96x at d = 128 and
+  // 0.91x at n = 32768. The copy is what the threshold weighs: a sliding window, BigBird or Longformer
+  // (9-11 query blocks per tile) took 1.04-1.05x the time transposed, dense at n = 1024 (16 per
+  // tile) 0.98-1.02x, causal at n = 2048 (16.5) 0.98x.
+  static constexpr Index kTransposeReuse = 16;
+  static bool transposes_v(const BlockLayout& layout, Index group) {
+    if (!Engine::kTakesValueColumns) return false;
+    return layout.nnz_blocks() * group >= kTransposeReuse * layout.layout_heads() * layout.kv_blocks();
+  }
 
   void run(int num_threads) {
     const std::vector<Index> items = work_order();
@@ -220,20 +240,30 @@ class BlockedAttention {
       copy = std::exchange(cache.tags[kb % slots_], tag) != tag;
     }
     const T* k = tile_rows(k_, pack_k_, copy, b, kv_h, cols, p_.head_dim, slot, k_stride);
+    const TileMask<Policy> mask{policy_, p_.extent(), rows.begin, cols.begin, h};
+    if constexpr (Engine::kTakesValueColumns) {
+      if (v_columns_) {
+        const T* vt = copy ? value_columns(b, kv_h, cols, slot + v_in_slot_) : slot + v_in_slot_;
+        VTileValues v_values = VTileValues::kUnknown;
+        const ValueColumns<T> v{vt, dims_.block_kv};
+        if constexpr (kMasked && Engine::kChecksVTile) v_values = v_tile_values(b, kv_h, kb, v, cols.size());
+        return engine.template step<kMasked>(StridedRows<T>{k, k_stride}, v, cols.size(), mask, v_values);
+      }
+    }
     const T* v = tile_rows(v_, pack_v_, copy, b, kv_h, cols, p_.value_dim, slot + v_in_slot_, v_stride);
     VTileValues v_values = VTileValues::kUnknown;
-    if constexpr (kMasked && Engine::kChecksVTile) v_values = v_tile_values(b, kv_h, kb, v, v_stride, cols.size());
-    engine.template step<kMasked>(k, k_stride, v, v_stride, cols.size(),
-                                  TileMask<Policy>{policy_, p_.extent(), rows.begin, cols.begin, h}, v_values);
+    if constexpr (kMasked && Engine::kChecksVTile) v_values = v_tile_values(b, kv_h, kb, StridedRows<T>{v, v_stride}, cols.size());
+    engine.template step<kMasked>(k, k_stride, v, v_stride, cols.size(), mask, v_values);
   }
 
   // Whether V tile kb of (b, kv_h) is finite: checked by the first masked step that visits it in this
   // call, then known to every other query block (a global column's tile is visited by all of them).
-  VTileValues v_tile_values(Index b, Index kv_h, Index kb, const T* v, Index v_stride, Index rows) const {
+  template <class VRows>
+  VTileValues v_tile_values(Index b, Index kv_h, Index kb, VRows v, Index rows) const {
     std::atomic<std::uint8_t>& known = v_tiles_[static_cast<std::size_t>((b * p_.kv_heads + kv_h) * layout_.kv_blocks() + kb)];
     auto values = static_cast<VTileValues>(known.load(std::memory_order_relaxed));
     if (values == VTileValues::kUnknown) {
-      values = Engine::check_v_tile(StridedRows<T>{v, v_stride}, rows, p_.value_dim);
+      values = Engine::check_v_tile(v, rows, p_.value_dim);
       known.store(static_cast<std::uint8_t>(values), std::memory_order_relaxed);
     }
     return values;
@@ -248,8 +278,10 @@ class BlockedAttention {
       const T* slot = cache_slot(cache, kb);
       const T* k = pack_k_ ? slot : &k_(b, kv_h, cols.begin, 0);
       const T* v = pack_v_ ? slot + v_in_slot_ : &v_(b, kv_h, cols.begin, 0);
-      prefetch.set(k, pack_k_ ? p_.head_dim : k_.stride(2), p_.head_dim, v, pack_v_ ? p_.value_dim : v_.stride(2), p_.value_dim,
-                   cols.size());
+      const Index k_step = pack_k_ ? p_.head_dim : k_.stride(2);
+      if (v_columns_)
+        return prefetch.set(k, k_step, p_.head_dim, cols.size(), v, dims_.block_kv, cols.size(), p_.value_dim);
+      prefetch.set(k, k_step, p_.head_dim, v, pack_v_ ? p_.value_dim : v_.stride(2), p_.value_dim, cols.size());
       return;
     }
     if (k_.stride(3) != 1 || v_.stride(3) != 1) return;
@@ -306,6 +338,30 @@ class BlockedAttention {
       }
   }
 
+  // Copies V rows `cols` of (b, kv_h) transposed to `vt` (row c: value c of every key, block_kv apart).
+  const T* value_columns(Index b, Index kv_h, Range cols, T* vt) const {
+    const T* base = &v_(b, kv_h, cols.begin, 0);
+    const Index rs = v_.stride(2), cs = v_.stride(3), pitch = dims_.block_kv;
+    Index full_rows = 0, full_cols = 0;  // the part moved 16 x 16 through registers
+#if SPARSE_ATTENTION_SIMD_WIDTH == 64
+    if constexpr (std::is_same_v<T, float>) {
+      if (cs == 1) {
+        full_rows = cols.size() / 16 * 16;
+        full_cols = p_.value_dim / 16 * 16;
+        __m512 t[16];
+        for (Index r0 = 0; r0 < full_rows; r0 += 16)
+          for (Index c0 = 0; c0 < full_cols; c0 += 16) {
+            simd::transpose16(base + r0 * rs + c0, rs, t);
+            for (int c = 0; c < 16; ++c) _mm512_storeu_ps(vt + (c0 + c) * pitch + r0, t[c]);
+          }
+      }
+    }
+#endif
+    for (Index c = 0; c < p_.value_dim; ++c)
+      for (Index r = c < full_cols ? full_rows : 0; r < cols.size(); ++r) vt[c * pitch + r] = base[r * rs + c * cs];
+    return vt;
+  }
+
   Index tile_tag(Index b, Index kv_h, Index kb) const { return (b * p_.kv_heads + kv_h) * layout_.kv_blocks() + kb; }
   T* cache_slot(const TileCache& cache, Index kb) const { return cache.data + kb % slots_ * tile_elems_; }
 
@@ -353,7 +409,7 @@ class BlockedAttention {
   TensorView<T> out_;
   LseView<T> lse_;
   typename Engine::Dims dims_;
-  bool pack_k_, pack_v_;
+  bool v_columns_, pack_k_, pack_v_;
   Index v_in_slot_ = 0, tile_elems_ = 0, slots_ = 0;  // where V starts in a copied tile (after K), its size; slots per thread
   // Per (batch, KV head, key block): a VTileValues, filled as masked steps find out (engines that check).
   mutable std::vector<std::atomic<std::uint8_t>> v_tiles_;

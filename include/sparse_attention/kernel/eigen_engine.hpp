@@ -53,6 +53,7 @@ class EigenEngine {
   }
 
   static constexpr bool kChecksVTile = false;  // see SimdEngine; masked pairs never enter the product here
+  static constexpr bool kTakesValueColumns = false;  // see SimdEngine
   static constexpr bool kSpreadsPrefetch = false;  // see SimdEngine; BlockedAttention asks for a far tile's lines at once
 
   template <bool kMasked, class Mask>

@@ -73,13 +73,23 @@ void micro_kernel(T* SPARSE_ATTENTION_RESTRICT c, Index ldc, Rows a, Index col0,
 #pragma GCC unroll 2
     for (Index k = 0; k < depth; ++k) {
       V bk[NV];
+      [[maybe_unused]] NonZero<T> live[NV];
 #pragma GCC unroll 8
-      for (int v = 0; v < NV; ++v) bk[v] = V::load(b + k * ldb + v * W);
+      for (int v = 0; v < NV; ++v) {
+        bk[v] = V::load(b + k * ldb + v * W);
+        if constexpr (kSkipZeroB) live[v] = nonzero(bk[v]);
+      }
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const V ar = V::set1(rows[r][k]);
 #pragma GCC unroll 8
-        for (int v = 0; v < NV; ++v) acc[r][v] = fma(ar, bk[v], acc[r][v]);
+        for (int v = 0; v < NV; ++v) {
+          if constexpr (kSkipZeroB) {
+            acc[r][v] = fma_where(live[v], ar, bk[v], acc[r][v]);
+          } else {
+            acc[r][v] = fma(ar, bk[v], acc[r][v]);
+          }
+        }
       }
     }
   } else {

@@ -25,6 +25,19 @@ struct StridedRows {
   StridedRows from(Index i) const { return {base + i * stride, stride}; }
 };
 
+// A V tile stored transposed: row c holds value c of every key of the tile, keys contiguous. The
+// value product then reads V as the score product reads K (see SimdEngine::step).
+template <class T>
+struct ValueColumns {
+  const T* base;
+  Index stride;
+  StridedRows<T> rows() const { return {base, stride}; }
+};
+template <class Rows>
+inline constexpr bool is_value_columns = false;
+template <class T>
+inline constexpr bool is_value_columns<ValueColumns<T>> = true;
+
 // A's rows anywhere, through a table of pointers (gathered keys).
 template <class T>
 struct GatheredRows {
@@ -63,8 +76,12 @@ class TilePrefetch {
   // Rows [0, rows) of K (k + r * k_step, k_dim elements) and then of V; drops what is left of the
   // previous tile.
   void set(const T* k, Index k_step, Index k_dim, const T* v, Index v_step, Index v_dim, Index rows) {
-    tile_[0] = part(k, k_step, k_dim, rows, false);
-    tile_[1] = part(v, v_step, v_dim, rows, false);
+    set(k, k_step, k_dim, rows, v, v_step, v_dim, rows);
+  }
+  // The same with as many V rows as v_rows (a transposed V tile: one row per value).
+  void set(const T* k, Index k_step, Index k_dim, Index k_rows, const T* v, Index v_step, Index v_dim, Index v_rows) {
+    tile_[0] = part(k, k_step, k_dim, k_rows, false);
+    tile_[1] = part(v, v_step, v_dim, v_rows, false);
   }
 
   // Rows [0, rows) at first + r * step of dim elements, to be read, or written (for_write) without

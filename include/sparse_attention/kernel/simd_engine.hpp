@@ -59,8 +59,17 @@ class SimdEngine {
   static constexpr bool kChecksVTile = true;
   template <class VRows>
   static VTileValues check_v_tile(VRows v, Index cols, Index value_dim) {
-    return simd::all_finite<T>(v, cols, value_dim) ? VTileValues::kFinite : VTileValues::kNotFinite;
+    bool finite = false;
+    if constexpr (is_value_columns<VRows>) {
+      finite = simd::all_finite<T>(v.rows(), value_dim, cols);
+    } else {
+      finite = simd::all_finite<T>(v, cols, value_dim);
+    }
+    return finite ? VTileValues::kFinite : VTileValues::kNotFinite;
   }
+
+  // Whether step takes V as ValueColumns (a transposed tile).
+  static constexpr bool kTakesValueColumns = true;
 
   // Whether `scores_by_quads` can hold for a problem (T, head_dim, lanes).
   static constexpr bool quads_apply(Index head_dim, Index lanes) {
@@ -126,7 +135,9 @@ class SimdEngine {
     step<kMasked>(StridedRows<T>{k, k_row_stride}, StridedRows<T>{v, v_row_stride}, cols, mask, v_values);
   }
 
-  // The same with K and V rows found through accessors (strided, or a table of gathered rows).
+  // The same with K and V rows found through accessors (strided, or a table of gathered rows), or V
+  // as ValueColumns: the value product then has the score product's form, V^T's rows broadcast
+  // along contiguous keys (see BlockedAttention::step).
   template <bool kMasked, class KRows, class VRows, class Mask>
   void step(KRows k, VRows v, Index cols, const Mask& mask, [[maybe_unused]] VTileValues v_values = VTileValues::kUnknown) {
     const Index vecs = ld_ / W;
@@ -140,7 +151,7 @@ class SimdEngine {
     }
     if constexpr (kMasked) apply_mask(cols, mask);
     softmax(cols, vecs);
-    if constexpr (!kMasked) {  // O by rows serves unmasked (gathered) tiles
+    if constexpr (!kMasked && !is_value_columns<VRows>) {  // O by rows serves unmasked (gathered) tiles
       if (dims_.o_by_rows) {
         const StridedRows<T> p{st_, ld_};
         if (started_)
@@ -214,14 +225,18 @@ class SimdEngine {
   // O^T (+)= V_t^T P^T; kSkipZero: lanes whose probability is 0 take no product (see step).
   template <bool kSkipZero, class VRows>
   void value_product(VRows v, Index cols, Index vecs) {
-    if (started_) {
-      simd::BlockProduct<T, simd::AStride::kSteps, true, VRows, kSkipZero>::run(ot_, ld_, dims_.value_dim, vecs, v, st_,
-                                                                               ld_, cols, alpha_, prefetch_);
+    if constexpr (is_value_columns<VRows>) {
+      using Product = simd::BlockProduct<T, simd::AStride::kRows, true, StridedRows<T>, kSkipZero>;
+      using First = simd::BlockProduct<T, simd::AStride::kRows, false, StridedRows<T>, kSkipZero>;
+      if (started_) return Product::run(ot_, ld_, dims_.value_dim, vecs, v.rows(), st_, ld_, cols, alpha_, prefetch_);
+      First::run(ot_, ld_, dims_.value_dim, vecs, v.rows(), st_, ld_, cols, nullptr, prefetch_);
     } else {
-      simd::BlockProduct<T, simd::AStride::kSteps, false, VRows, kSkipZero>::run(ot_, ld_, dims_.value_dim, vecs, v, st_,
-                                                                                ld_, cols, nullptr, prefetch_);
-      started_ = true;
+      using Product = simd::BlockProduct<T, simd::AStride::kSteps, true, VRows, kSkipZero>;
+      using First = simd::BlockProduct<T, simd::AStride::kSteps, false, VRows, kSkipZero>;
+      if (started_) return Product::run(ot_, ld_, dims_.value_dim, vecs, v, st_, ld_, cols, alpha_, prefetch_);
+      First::run(ot_, ld_, dims_.value_dim, vecs, v, st_, ld_, cols, nullptr, prefetch_);
     }
+    started_ = true;
   }
 
   struct Buffers {
