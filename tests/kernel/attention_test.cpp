@@ -105,6 +105,11 @@ TYPED_TEST(AttentionTest, MatchesReferenceWhenCopiedTilesEvictEachOther) {
     const auto four = sa::testing::run_kernel(p, policy, {64, 64}, 4);
     EXPECT_TRUE(sa::testing::same_bits(one.out, four.out));
   });
+  // Tiles of 16 keys: 63 per head, but a window's rows span a few, so a thread keeps 16 slots (twice
+  // the longest row, at least 16) and kb, kb + 16, kb + 32 share one even on a single thread.
+  const Problem<T> narrow(Shape{1, 2, 2, 1000, 1000, 16, 16, true}, 14);
+  for (const auto& window : {sa::LocalWindow(3, 0), sa::LocalWindow(40, 20), sa::LocalWindow::causal(100)})
+    for (int threads : {1, 2}) EXPECT_TRUE(sa::testing::matches_reference(narrow, window, {16, 16}, threads));
 }
 
 // V tiles that serve many query blocks are copied transposed (BlockedAttention::transposes_v): value
