@@ -6,10 +6,12 @@
 //
 //   scores:      S^T[j][i]  = sum_c K[j][c]   * Q^T[c][i]   A(r, k) = row(r)[k]          (AStride::kRows)
 //   accumulate:  O^T[c][i] += sum_j V[j][c]   * P^T[j][i]   A(r, k) = row(k)[col0 + r]   (AStride::kSteps)
+//                O^T[c][i] += sum_j V^T[c][j] * P^T[j][i]   A(r, k) = row(r)[k]          (AStride::kRows)
 //
-// K and V are read in place from the caller's memory, through strided rows or, for a gathered
-// selection of keys, a table of row pointers; R x NV accumulators stay in registers for the whole
-// reduction.
+// K and V are read in place from the caller's memory (or from a contiguous copy), through strided
+// rows or, for a gathered selection of keys, a table of row pointers; V tiles that many query
+// blocks share come as a transposed copy (V^T, see BlockedAttention::transposes_v). R x NV
+// accumulators stay in registers for the whole reduction.
 //
 // Two forms serve gathered tiles, whose queries are one token's heads (one or two vectors of lanes):
 // row_kernel keeps O as rows (the value dimension in the lanes), and quad_kernel computes scores
