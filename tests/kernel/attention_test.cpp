@@ -34,6 +34,12 @@ void for_each_core_policy(F&& f) {
 // {48, 33}: query blocks of 3 (float) or 6 (double) vectors, softmax chunks of 2 + 1 or 4 + 2.
 const sa::BlockSize kBlocks[] = {{16, 16}, {64, 64}, {128, 128}, {32, 48}, {64, 16}, {1, 7}, {48, 33}};
 
+// One problem shape and the tiles it runs with.
+struct Case {
+  Shape shape;
+  sa::BlockSize block;
+};
+
 template <class T>
 class AttentionTest : public ::testing::Test {};
 using Scalars = ::testing::Types<float, double>;
@@ -65,10 +71,6 @@ TYPED_TEST(AttentionTest, MatchesReferenceOverPoliciesBlocksAndLengths) {
 // Long rows, GQA / MQA, D != Dv, both memory layouts, several batches.
 TYPED_TEST(AttentionTest, MatchesReferenceWithGqaLayoutsAndLongRows) {
   using T = TypeParam;
-  struct Case {
-    Shape shape;
-    sa::BlockSize block;
-  };
   const Case cases[] = {
       {{1, 2, 2, 1000, 1000, 64, 64, false}, {64, 64}},
       {{2, 4, 2, 97, 97, 40, 24, true}, {16, 32}},
@@ -118,10 +120,6 @@ TYPED_TEST(AttentionTest, MatchesReferenceWhenCopiedTilesEvictEachOther) {
 // so a changed threshold cannot silently drop the coverage); the windows may or may not.
 TYPED_TEST(AttentionTest, MatchesReferenceWithTransposedValueTiles) {
   using T = TypeParam;
-  struct Case {
-    Shape shape;
-    sa::BlockSize block;
-  };
   const Case cases[] = {
       {{1, 2, 2, 1100, 1100, 64, 64, false}, {32, 64}},  // 35 query blocks, 18 tiles (the last of 12 keys)
       {{1, 2, 1, 300, 301, 24, 20, true}, {16, 48}},     // Dv = 20: one 16 x 16 block and a tail of 4
