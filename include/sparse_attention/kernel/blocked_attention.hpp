@@ -80,7 +80,8 @@ class BlockedAttention {
         dims_{layout.block().q, layout.block().kv, p.head_dim, p.value_dim},
         v_columns_(transposes_v(layout, p.group())),
         pack_k_(needs_packing(k, p.head_dim, layout.q_blocks() > 1)),
-        pack_v_(v_columns_ || needs_packing(v, p.value_dim, layout.q_blocks() > 1)) {}
+        pack_v_(v_columns_ || needs_packing(v, p.value_dim, layout.q_blocks() > 1)),
+        in_place_rows_(!pack_k_ && !pack_v_ && k.stride(2) == p.head_dim && v.stride(2) == p.value_dim) {}
 
   // Whether V tiles are copied transposed (ValueColumns) into the tile cache: when the engine takes
   // them and a tile serves at least kTransposeReuse query blocks on average (query heads sharing a KV
@@ -218,18 +219,21 @@ class BlockedAttention {
     const std::size_t partial = row.partial.size(), tiles = partial + row.full.size();
     const auto tile = [&](std::size_t n) { return n < partial ? row.partial[n] : row.full[n - partial]; };
     const std::size_t ahead_from = tiles > kAheadSteps ? tiles - kAheadSteps : 0;
+    const BlockLayout::Row above = qb > 0 ? layout_.row(h, qb - 1) : BlockLayout::Row{};
     for (std::size_t n = 0; n < tiles; ++n) {
-      if (n == ahead_from) queue_ahead(prefetch, b, h, qb, rows, next);
-      // A far next tile (a random or global block, the jump from the partial tiles to the full ones;
-      // likely in L3 or DRAM) is fetched while this one is computed, its lines asked for a few at a
-      // time through the step (see TilePrefetch). Consecutive tiles are left to the hardware
-      // prefetcher, which follows them anyway, and so are near ones (likely in L2: strided's every
-      // other tile): asking for a near tile's 512 lines (d = 64) at once kept 11% of strided's samples
-      // waiting on them, and strided at n = 8192 takes 0.94-0.97x the time without (1.02-1.04x with
-      // the requests spread).
+      if (n == ahead_from) queue_ahead(prefetch, b, h, row, rows, next);
+      // The next tile is fetched while this one is computed, its lines asked for a few at a time
+      // through the step (see TilePrefetch), when it is far (a random or global block, the jump from
+      // the partial tiles to the full ones) or the query block above did not visit it: either way
+      // likely in L3 or DRAM. Other tiles are left to the hardware prefetcher and L2: asking for a
+      // near tile's 512 lines (d = 64) at once kept 11% of strided's samples waiting on them, and
+      // strided at n = 8192 takes 0.94-0.97x the time without (1.02-1.04x with the requests spread).
+      // The tiles the block above did not visit are BigBird's random blocks that lie near one
+      // another and the window's new last block: BigBird at n = 8192 takes 0.95-0.96x the time
+      // with them fetched (d = 64), 0.98x (d = 128), on a Zen 5; the other patterns are unchanged.
       if (n + 1 < tiles) {
         const Index jump = tile(n + 1) > tile(n) ? tile(n + 1) - tile(n) : tile(n) - tile(n + 1);
-        if (jump > kNearTiles) {
+        if (jump > kNearTiles || (in_place_rows_ && !visits(above, tile(n + 1)))) {
           queue_tile(prefetch, b, kv_h, tile(n + 1), cache);
           if (!Engine::kSpreadsPrefetch) prefetch.rest();
         }
@@ -288,6 +292,11 @@ class BlockedAttention {
   }
 
   static constexpr Index kNearTiles = 8;  // tiles this close to the current one count as near (see run_item)
+  static bool visits(const BlockLayout::Row& row, Index kb) {
+    const auto tile = static_cast<std::int32_t>(kb);
+    return std::binary_search(row.partial.begin(), row.partial.end(), tile) ||
+           std::binary_search(row.full.begin(), row.full.end(), tile);
+  }
 
   // The rows of tile kb that its step will read: a cached copy's, else the caller's (which a copy reads).
   void queue_tile(TilePrefetch<T>& prefetch, Index b, Index kv_h, Index kb, const TileCache& cache) const {
@@ -327,7 +336,8 @@ class BlockedAttention {
   // Only rows that form one contiguous block: rows a page apart ([B, S, H, D]) cost a TLB miss each and
   // took 1.02-1.08x the time.
   static constexpr std::size_t kAheadTiles = (TilePrefetch<T>::kAheadParts - 2) / 2;  // after O and Q
-  void queue_ahead(TilePrefetch<T>& prefetch, Index b, Index h, Index qb, Range rows, Index next) const {
+  void queue_ahead(TilePrefetch<T>& prefetch, Index b, Index h, const BlockLayout::Row& here, Range rows,
+                   Index next) const {
     if (!Engine::kSpreadsPrefetch) return;
     if (out_.stride(3) == 1 && out_.stride(2) == p_.value_dim)
       prefetch.add_ahead(&out_(b, h, rows.begin, 0), out_.stride(2), p_.value_dim, rows.size(), /*for_write=*/true);
@@ -336,19 +346,15 @@ class BlockedAttention {
     const Range next_rows = layout_.grid().q_range(n.qb);
     if (q_.stride(3) == 1 && q_.stride(2) == p_.head_dim)
       prefetch.add_ahead(&q_(n.b, n.h, next_rows.begin, 0), q_.stride(2), p_.head_dim, next_rows.size(), /*for_write=*/false);
-    if (pack_k_ || pack_v_ || k_.stride(2) != p_.head_dim || v_.stride(2) != p_.value_dim) return;
+    if (!in_place_rows_) return;
     const Index kv_h = n.h / p_.group();
     const bool same_tiles = n.b == b && kv_h == h / p_.group();  // this item's tiles are the next one's
-    const BlockLayout::Row here = layout_.row(h, qb), there = layout_.row(n.h, n.qb);
-    const auto visited_here = [&](std::int32_t kb) {
-      return same_tiles && (std::binary_search(here.partial.begin(), here.partial.end(), kb) ||
-                            std::binary_search(here.full.begin(), here.full.end(), kb));
-    };
+    const BlockLayout::Row there = layout_.row(n.h, n.qb);
     std::size_t tiles = 0;
     for (const std::span<const std::int32_t> list : {there.partial, there.full})
       for (const std::int32_t kb : list) {
         if (tiles == kAheadTiles) return;
-        if (visited_here(kb)) continue;
+        if (same_tiles && visits(here, kb)) continue;
         const Range cols = layout_.grid().kv_range(kb);
         prefetch.add_ahead(&k_(n.b, kv_h, cols.begin, 0), k_.stride(2), p_.head_dim, cols.size(), false);
         prefetch.add_ahead(&v_(n.b, kv_h, cols.begin, 0), v_.stride(2), p_.value_dim, cols.size(), false);
@@ -428,6 +434,7 @@ class BlockedAttention {
   LseView<T> lse_;
   typename Engine::Dims dims_;
   bool v_columns_, pack_k_, pack_v_;
+  bool in_place_rows_;  // K and V tiles read in place, each one contiguous block
   Index v_in_slot_ = 0, tile_elems_ = 0, slots_ = 0;  // where V starts in a copied tile (after K), its size; slots per thread
   // Per (batch, KV head, key block): a VTileValues, filled as masked steps find out (engines that check).
   mutable std::vector<std::atomic<std::uint8_t>> v_tiles_;
