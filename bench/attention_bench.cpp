@@ -54,8 +54,8 @@ struct Inputs {
 // and returns the total wall time. One untimed call comes first: the first call after the inputs are
 // written took 1.07-1.10x the time of the next ones (local and Longformer at n = 16384 and 131072,
 // Zen 5), and a row whose call is longer than the minimum time (n = 131072) runs one iteration per
-// repetition, so it timed only that call while short rows averaged it away (time(131072) /
-// time(16384) read 9.1 where the calls after the first give 8.2).
+// repetition, so it timed only that call while short rows averaged it away (local's time(131072) /
+// time(16384) read 9.1 in a run without the untimed call, 8.4 and 8.7 in two runs with it).
 double timed_loop(benchmark::State& state, const std::function<void()>& f) {
   f();
   double total = 0;

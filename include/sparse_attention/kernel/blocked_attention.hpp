@@ -229,8 +229,9 @@ class BlockedAttention {
       // near tile's 512 lines (d = 64) at once kept 11% of strided's samples waiting on them, and
       // strided at n = 8192 takes 0.94-0.97x the time without (1.02-1.04x with the requests spread).
       // The tiles the block above did not visit are BigBird's random blocks that lie near one
-      // another and the window's new last block: BigBird at n = 8192 takes 0.95-0.96x the time
-      // with them fetched (d = 64), 0.98x (d = 128), on a Zen 5; the other patterns are unchanged.
+      // another and the window's new last block: BigBird at n = 8192 takes 0.93-0.97x the time
+      // with them fetched (d = 64), 0.96-0.98x (d = 128), on a Zen 5; the other patterns are
+      // unchanged.
       if (n + 1 < tiles) {
         const Index jump = tile(n + 1) > tile(n) ? tile(n + 1) - tile(n) : tile(n) - tile(n + 1);
         if (jump > kNearTiles || (in_place_rows_ && !visits(above, tile(n + 1)))) {
