@@ -11,13 +11,14 @@
 //   dsa/<part>/n:<n>/hkv:<kv heads>/omp:<threads>   DeepSeek Sparse Attention at DeepSeek's shape:
 //       16 query heads, d = 128, k = 2048, indexer H_I = 4 x d_I = 64. Parts: indexer (scores +
 //       streaming top-k), indexer_k1 (the same with k = 1: the scores alone, nearly), attention (over a
-//       prepared selection), end_to_end (indexer + attention), causal (the same shape through the
-//       blocked kernel, the O(n^2) baseline it replaces)
+//       prepared selection, the path kAuto picks; counter tiles = 1 for the tile path),
+//       attention_gather and attention_tiles (each path forced), end_to_end (indexer + attention),
+//       causal (the same shape through the blocked kernel, the O(n^2) baseline it replaces)
 //
 // Counters: gflops (4 * d * computed pairs * heads / time), density (allowed / n^2),
-// computed_pairs and allowed_pairs (per head); dsa/attention also kv_gbps (GB of K and V rows read per
-// second). Run with --benchmark_format=json; use --benchmark_filter to pick rows and
-// --benchmark_repetitions for medians.
+// computed_pairs and allowed_pairs (per head); dsa/attention* on the gather path also kv_gbps (GB of
+// K and V rows read per second). Run with --benchmark_format=json; use --benchmark_filter to pick
+// rows and --benchmark_repetitions for medians.
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
@@ -150,7 +151,7 @@ void register_dsa(sa::Index n, sa::Index kv_heads, int threads) {
       o.resize(q.size());
     }
   };
-  for (const std::string part : {"indexer", "indexer_k1", "attention", "end_to_end", "causal"}) {
+  for (const std::string part : {"indexer", "indexer_k1", "attention", "attention_gather", "attention_tiles", "end_to_end", "causal"}) {
     benchmark::RegisterBenchmark(("dsa/" + part + suffix).c_str(), [=](benchmark::State& state) {
       Data data(n, kv_heads);
       const auto q = sa::bshd<const float>(data.q.data(), 1, n, heads, d);
@@ -160,11 +161,14 @@ void register_dsa(sa::Index n, sa::Index kv_heads, int threads) {
       // One selection before timing: the timed ones select into its memory, as a layer loop would (the
       // first touch of 256 MB of new memory costs 0.02-0.4 s on a VM, more than the top-k itself).
       if (part != "causal") data.index.select(data.selection, n, part == "indexer_k1" ? 1 : top_k, threads);
+      const sa::SelectionPath path = part == "attention_gather" ? sa::SelectionPath::kGather
+                                     : part == "attention_tiles" ? sa::SelectionPath::kTiles
+                                                                 : sa::SelectionPath::kAuto;
       const double seconds = timed_loop(state, [&] {
         if (part == "indexer" || part == "end_to_end") data.index.select(data.selection, n, top_k, threads);
         if (part == "indexer_k1") data.index.select(data.selection, n, 1, threads);
-        if (part == "attention" || part == "end_to_end")
-          sa::attention<float>(q, k, v, o, data.selection, {.num_threads = threads});
+        if (part.starts_with("attention") || part == "end_to_end")
+          sa::attention<float>(q, k, v, o, data.selection, {.num_threads = threads}, path);
         if (part == "causal") sa::attention<float>(q, k, v, o, sa::Causal{}, {.num_threads = threads});
       });
       const double causal_pairs = static_cast<double>(n) * static_cast<double>(n + 1) / 2;
@@ -172,12 +176,20 @@ void register_dsa(sa::Index n, sa::Index kv_heads, int threads) {
       if (part == "indexer" || part == "indexer_k1") {
         // The indexer's own work: 2 * H_I * d_I flops per causal (query, key) pair.
         set_gflops(state, 2.0 * sa::bench::IndexerInputs::kHeads * sa::bench::IndexerInputs::kDim * causal_pairs, seconds);
-      } else {
-        set_counters(state, 4.0 * d * pairs * heads, seconds, pairs / (static_cast<double>(n) * static_cast<double>(n)),
-                     pairs, pairs);
+        return;
       }
-      // The K and V rows the selection path reads, once per (pair, KV head): against ceiling/l2 for MHA.
-      if (part == "attention")
+      // The pairs computed: the touched tiles' on the tile path.
+      const bool tiles = part != "causal" && (path == sa::SelectionPath::kTiles ||
+                                              (path == sa::SelectionPath::kAuto &&
+                                               sa::detail::selection_prefers_tiles<float>({1, heads, kv_heads, n, n, d, d, 1.0}, data.selection)));
+      const double computed = tiles ? static_cast<double>(sa::BlockLayout::build(sa::detail::SelectionTiles(data.selection, 0, heads, threads),
+                                                                                 {n, n}, {64, 64}, heads).computed_pairs())
+                                    : pairs;
+      set_counters(state, 4.0 * d * computed * heads, seconds, pairs / (static_cast<double>(n) * static_cast<double>(n)),
+                   computed, pairs);
+      if (part != "causal") state.counters["tiles"] = tiles ? 1 : 0;
+      // The K and V rows the gather path reads, once per (pair, KV head): against ceiling/l2 for MHA.
+      if (part.starts_with("attention") && !tiles)
         state.counters["kv_gbps"] = 2.0 * d * sizeof(float) * pairs * kv_heads * static_cast<double>(state.iterations()) / seconds / 1e9;
     })->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(part == "causal" || n > 16384 ? 1 : 3);
   }

@@ -66,9 +66,18 @@ inline Pattern dsa_pattern(std::string name, Index max_n, Index top_k, bool end_
             auto selection = std::make_shared<const TokenTopK>(inputs->select(n, top_k, 0));
             auto reused = std::make_shared<TokenTopK>(end_to_end ? inputs->select(n, top_k, 0) : TokenTopK());
             Prepared p;
-            p.computed_pairs = p.allowed_pairs = selection->selected_pairs();
+            p.allowed_pairs = selection->selected_pairs();
             p.density = static_cast<double>(p.allowed_pairs) / (static_cast<double>(n) * static_cast<double>(n));
-            p.blocking_efficiency = 1.0;  // gathered: exactly the selected pairs are computed
+            // The path attention's kAuto takes: gathered rows compute exactly the selected pairs, the
+            // tile path every pair of the touched tiles.
+            const detail::Problem shape{1, heads, heads, n, n, 64, 64, 1.0};
+            if (detail::selection_prefers_tiles<float>(shape, *selection)) {
+              const detail::SelectionTiles tiles(*selection, 0, heads, 0);
+              p.computed_pairs = BlockLayout::build(tiles, {n, n}, {64, 64}, heads).computed_pairs();
+            } else {
+              p.computed_pairs = p.allowed_pairs;
+            }
+            p.blocking_efficiency = static_cast<double>(p.allowed_pairs) / static_cast<double>(p.computed_pairs);
             p.run = [=](auto q, auto k, auto v, auto o, int threads) {
               if (end_to_end) {
                 inputs->select(*reused, n, top_k, threads);
@@ -77,7 +86,6 @@ inline Pattern dsa_pattern(std::string name, Index max_n, Index top_k, bool end_
                 attention<float>(q, k, v, o, *selection, {.num_threads = threads});
               }
             };
-            (void)heads;
             return p;
           }};
 }

@@ -3,7 +3,12 @@
 // oracle under the selection's mask.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
 
 #include "dynamic/dsa_common.hpp"
 #include "support/test_support.hpp"
@@ -24,9 +29,16 @@ template <class T, class Selection, class MaskOf>
   return ::testing::AssertionFailure() << failure;
 }
 
+// Both paths of a token selection (gathered rows, and the blocked kernel over the touched tiles).
 template <class T>
 ::testing::AssertionResult gather_matches_reference(const Problem<T>& p, const sa::TokenTopK& selection) {
-  return selection_matches_reference(p, selection, [&](sa::Index b) { return selection.mask(b, p.shape.q_heads); });
+  for (const sa::SelectionPath path : {sa::SelectionPath::kGather, sa::SelectionPath::kTiles}) {
+    const std::string failure = sa::testing::check_selection_against_reference(
+        p, selection, [&](sa::Index b) { return selection.mask(b, p.shape.q_heads); }, path);
+    if (!failure.empty())
+      return ::testing::AssertionFailure() << (path == sa::SelectionPath::kGather ? "gather: " : "tiles: ") << failure;
+  }
+  return ::testing::AssertionSuccess();
 }
 
 template <class T>
@@ -70,11 +82,13 @@ TYPED_TEST(GatherTest, CallerListsPerGroupWithEmptyRows) {
         if ((i + t + g) % 3 != 0 && i != 7) lists[static_cast<std::size_t>((g * 20 + i) * 5 + t)] = static_cast<std::int32_t>((i * 7 + t * 11 + g * 3) % 50);
   const sa::TokenTopK sel = sa::TokenTopK::from_indices(lists, 1, 2, 20, 5, 50);
   EXPECT_TRUE(gather_matches_reference(p, sel));
-  std::vector<T> out(static_cast<std::size_t>(p.out_size())), lse(static_cast<std::size_t>(p.lse_size()));
-  sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), sel, {.lse = sa::lse_bhs(lse.data(), 1, 4, 20)});
-  for (sa::Index h = 0; h < 4; ++h) {
-    EXPECT_EQ(-std::numeric_limits<T>::infinity(), lse[static_cast<std::size_t>(h * 20 + 7)]);
-    for (sa::Index c = 0; c < 16; ++c) EXPECT_EQ(T(0), out[static_cast<std::size_t>((h * 20 + 7) * 16 + c)]);
+  for (const sa::SelectionPath path : {sa::SelectionPath::kGather, sa::SelectionPath::kTiles}) {
+    std::vector<T> out(static_cast<std::size_t>(p.out_size()), T(7)), lse(static_cast<std::size_t>(p.lse_size()));
+    sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), sel, {.lse = sa::lse_bhs(lse.data(), 1, 4, 20)}, path);
+    for (sa::Index h = 0; h < 4; ++h) {
+      EXPECT_EQ(-std::numeric_limits<T>::infinity(), lse[static_cast<std::size_t>(h * 20 + 7)]);
+      for (sa::Index c = 0; c < 16; ++c) EXPECT_EQ(T(0), out[static_cast<std::size_t>((h * 20 + 7) * 16 + c)]);
+    }
   }
 }
 
@@ -85,10 +99,109 @@ TYPED_TEST(GatherTest, NoKeysGiveZeros) {
   for (const Shape& s : {Shape{1, 16, 1, 3, 0, 16, 16, true}, Shape{1, 2, 2, 3, 0, 16, 16, true}}) {
     const Problem<T> p(s, 11);
     const sa::TokenTopK sel = sa::TokenTopK::from_indices(std::vector<std::int32_t>(3, -1), 1, 1, 3, 1, 0);
-    std::vector<T> out(static_cast<std::size_t>(p.out_size()), T(7)), lse(static_cast<std::size_t>(p.lse_size()), T(7));
-    sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), sel, {.lse = sa::lse_bhs(lse.data(), 1, s.q_heads, 3)});
-    for (const T x : out) EXPECT_EQ(T(0), x) << s.str();
-    for (const T x : lse) EXPECT_EQ(-std::numeric_limits<T>::infinity(), x) << s.str();
+    for (const sa::SelectionPath path : {sa::SelectionPath::kAuto, sa::SelectionPath::kGather, sa::SelectionPath::kTiles}) {
+      std::vector<T> out(static_cast<std::size_t>(p.out_size()), T(7)), lse(static_cast<std::size_t>(p.lse_size()), T(7));
+      sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), sel, {.lse = sa::lse_bhs(lse.data(), 1, s.q_heads, 3)}, path);
+      for (const T x : out) EXPECT_EQ(T(0), x) << s.str();
+      for (const T x : lse) EXPECT_EQ(-std::numeric_limits<T>::infinity(), x) << s.str();
+    }
+  }
+}
+
+// The tile path over tiles of every kind: sequences that end inside a tile (seq_q, seq_k not multiples
+// of 64, Sq != Sk), a query block with no key at all, tiles every row of which selects all 64 keys
+// (full: no masking) next to partial ones, lists per KV group (a layout per query head) and batch
+// elements with different selections.
+TYPED_TEST(GatherTest, TilePathOverTailsEmptyBlocksAndFullTiles) {
+  using T = TypeParam;
+  const Shape s{2, 6, 3, 150, 221, 24, 16, false};
+  const Problem<T> p(s, 41);
+  const sa::Index k = 160;
+  std::vector<std::int32_t> lists(static_cast<std::size_t>(2 * 3 * 150 * k), -1);
+  std::mt19937 rng(42);
+  for (sa::Index b = 0; b < 2; ++b)
+    for (sa::Index g = 0; g < 3; ++g)
+      for (sa::Index i = 0; i < 150; ++i) {
+        if (i >= 64 && i < 128 && g == 1) continue;  // query block 1 of group 1: no keys
+        std::vector<std::int32_t> keys;
+        for (std::int32_t j = 0; j < 221; ++j) {
+          const bool full_tile = j < 64 && (b + g) % 2 == 0;     // tile (qb, 0) full for some groups
+          const bool tail = j >= 192 && (i + j + b) % 5 == 0;     // the 29-key tail block, partial
+          if (full_tile || tail || (rng() % 7 == 0)) keys.push_back(j);
+        }
+        std::shuffle(keys.begin(), keys.end(), rng);
+        keys.resize(std::min<std::size_t>(keys.size(), k));
+        std::copy(keys.begin(), keys.end(), lists.begin() + ((b * 3 + g) * 150 + i) * k);
+      }
+  const sa::TokenTopK sel = sa::TokenTopK::from_indices(lists, 2, 3, 150, k, 221);
+  EXPECT_TRUE(gather_matches_reference(p, sel));
+  // Shared lists (one group) over the same problem: one layout for every head.
+  const IndexerInputs<T> in(2, 150, 221, 2, 8, 43);
+  EXPECT_TRUE(gather_matches_reference(p, sa::lightning_top_k<T>(in.qv(), in.kv(), in.wv(), 90)));
+}
+
+// Unselected keys in touched tiles never reach the output: NaN and infinite V rows and an infinite K
+// row that no query selects leave the tile path's result what it is with finite ones (which the
+// oracle checks; its dense product would itself turn 0 x NaN into NaN).
+TEST(Gather, TilePathIgnoresNonFiniteUnselectedKeys) {
+  const Shape s{1, 4, 4, 100, 100, 16, 16, false};
+  const Problem<float> clean(s, 51);
+  Problem<float> p = clean;
+  std::vector<std::int32_t> lists;
+  for (sa::Index i = 0; i < 100; ++i)
+    for (std::int32_t j = 0; j < 100; ++j)
+      if (j != 10 && j != 70 && j != 75 && j <= i) lists.push_back(j);
+      else lists.push_back(-1);
+  const sa::TokenTopK sel = sa::TokenTopK::from_indices(lists, 1, 1, 100, 100, 100);
+  for (sa::Index h = 0; h < 4; ++h)
+    for (sa::Index c = 0; c < 16; ++c) {
+      p.v[static_cast<std::size_t>((h * 100 + 10) * 16 + c)] = std::numeric_limits<float>::quiet_NaN();
+      p.v[static_cast<std::size_t>((h * 100 + 70) * 16 + c)] = std::numeric_limits<float>::infinity();
+      p.k[static_cast<std::size_t>((h * 100 + 75) * 16 + c)] = -std::numeric_limits<float>::infinity();
+    }
+  std::vector<float> out(static_cast<std::size_t>(p.out_size())), expected(out.size());
+  sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(out), sel, {}, sa::SelectionPath::kTiles);
+  sa::attention<float>(clean.qv(), clean.kv(), clean.vv(), clean.out_view(expected), sel, {}, sa::SelectionPath::kTiles);
+  for (const float x : out) ASSERT_TRUE(std::isfinite(x));
+  EXPECT_LT(sa::testing::max_error(out, expected), 1e-6);
+  EXPECT_TRUE(gather_matches_reference(clean, sel));
+}
+
+// kAuto: tiles for a selection that fills its tiles (every key up to the query: causal, 50-100% of the
+// touched tiles' pairs), the gather for one that does not (4 keys per query of 2000), and the gather
+// when 16 query heads share each KV head even for the causal selection.
+TEST(Gather, AutoPathFollowsTheFill) {
+  const auto causal_lists = [](sa::Index n) {
+    std::vector<std::int32_t> lists;
+    for (sa::Index i = 0; i < n; ++i)
+      for (sa::Index j = 0; j < n; ++j) lists.push_back(j <= i ? static_cast<std::int32_t>(j) : -1);
+    return sa::TokenTopK::from_indices(lists, 1, 1, n, n, n);
+  };
+  const sa::TokenTopK causal = causal_lists(300);
+  std::vector<std::int32_t> few;
+  for (sa::Index i = 0; i < 2000; ++i)
+    for (sa::Index t = 0; t < 4; ++t) few.push_back(static_cast<std::int32_t>((i * 37 + t * 500) % 2000));
+  const sa::TokenTopK sparse = sa::TokenTopK::from_indices(few, 1, 1, 2000, 4, 2000);
+  const auto problem = [](sa::Index n, sa::Index q_heads, sa::Index kv_heads) {
+    return sa::detail::Problem{1, q_heads, kv_heads, n, n, 64, 64, 0.125};
+  };
+  EXPECT_TRUE(sa::detail::selection_prefers_tiles<float>(problem(300, 8, 8), causal));
+  EXPECT_TRUE(sa::detail::selection_prefers_tiles<double>(problem(300, 8, 8), causal));
+  EXPECT_FALSE(sa::detail::selection_prefers_tiles<float>(problem(2000, 8, 8), sparse));
+  EXPECT_FALSE(sa::detail::selection_prefers_tiles<float>(problem(300, 16, 1), causal));
+}
+
+// The tile path's result does not depend on the thread count either.
+TEST(Gather, TilePathBitIdenticalAcrossThreadCounts) {
+  const Shape s{2, 8, 2, 200, 200, 32, 32, true};
+  const Problem<float> p(s, 61);
+  const IndexerInputs<float> in(2, 200, 200, 2, 8, 62);
+  const sa::TokenTopK sel = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 60);
+  std::vector<float> one(static_cast<std::size_t>(p.out_size())), many(one.size());
+  sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(one), sel, {.num_threads = 1}, sa::SelectionPath::kTiles);
+  for (int threads : {2, 3}) {
+    sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(many), sel, {.num_threads = threads}, sa::SelectionPath::kTiles);
+    EXPECT_TRUE(sa::testing::same_bits(one, many)) << threads;
   }
 }
 
@@ -108,20 +221,21 @@ TEST(Gather, KAtLeastPositionPlusOneIsCausal) {
 }
 
 // A chunk of queries after a cached prefix, and one decoding query, give the rows of one-shot prefill
-// bit for bit (same keys, same tiles).
+// bit for bit on the gather path (same keys, same tiles).
 TEST(Gather, ChunkedPrefillAndDecodeEqualPrefillRows) {
+  constexpr sa::SelectionPath kGather = sa::SelectionPath::kGather;
   const Shape full_shape{1, 4, 1, 120, 120, 16, 16, false};
   const Problem<float> full(full_shape, 9);
   const IndexerInputs<float> in(1, 120, 120, 2, 8, 10);
   const sa::TokenTopK sel = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 24);
   std::vector<float> prefill(static_cast<std::size_t>(full.out_size()));
-  sa::attention<float>(full.qv(), full.kv(), full.vv(), full.out_view(prefill), sel);
+  sa::attention<float>(full.qv(), full.kv(), full.vv(), full.out_view(prefill), sel, {}, kGather);
   for (auto [first, n] : {std::pair<sa::Index, sa::Index>{100, 20}, {119, 1}}) {
     const IndexerInputs<float> part = in.chunk(first, n);
     const sa::TokenTopK chunk_sel = sa::lightning_top_k<float>(part.qv(), part.kv(), part.wv(), 24);
     const auto q = sa::TensorView<const float>(full.q.data() + first * 16, {1, 4, n, 16}, {4 * 120 * 16, 120 * 16, 16, 1});
     std::vector<float> out(static_cast<std::size_t>(4 * n * 16));
-    sa::attention<float>(q, full.kv(), full.vv(), sa::bhsd(out.data(), 1, 4, n, 16), chunk_sel);
+    sa::attention<float>(q, full.kv(), full.vv(), sa::bhsd(out.data(), 1, 4, n, 16), chunk_sel, {}, kGather);
     for (sa::Index h = 0; h < 4; ++h)
       for (sa::Index t = 0; t < n; ++t)
         EXPECT_EQ(0, std::memcmp(&out[static_cast<std::size_t>((h * n + t) * 16)],
@@ -146,19 +260,21 @@ TEST(Gather, BitIdenticalAcrossThreadCounts) {
 // Both gather paths walk the keys in chunks of fixed positions, a block of query tokens at a time. For a
 // BSHD problem that crosses chunk and block boundaries: the oracle, then a row's result depends on its
 // own list only -- the same bits from any thread count and from a chunk of queries starting at `first`,
-// inside a block (bottom-right alignment: the last rows).
+// inside a block (bottom-right alignment: the last rows). The gather path pinned: the tile path's
+// tiles start at a chunk's first query, so a chunk's rows there match one-shot prefill only to rounding.
 template <class T>
 void expect_chunk_walk_exact(const Shape& s, sa::Index k, sa::Index first, std::uint64_t seed) {
   SCOPED_TRACE(s.str());
+  constexpr sa::SelectionPath kGather = sa::SelectionPath::kGather;
   const Problem<T> p(s, seed);
   const IndexerInputs<T> in(1, s.seq_q, s.seq_k, 2, 8, seed + 1);
   const sa::TokenTopK sel = sa::lightning_top_k<T>(in.qv(), in.kv(), in.wv(), k);
   EXPECT_TRUE(gather_matches_reference(p, sel));
 
   std::vector<T> full(static_cast<std::size_t>(p.out_size())), again(full.size());
-  sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(full), sel, {.num_threads = 1});
+  sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(full), sel, {.num_threads = 1}, kGather);
   for (int threads : {2, 3}) {
-    sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(again), sel, {.num_threads = threads});
+    sa::attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(again), sel, {.num_threads = threads}, kGather);
     EXPECT_TRUE(sa::testing::same_bits(full, again)) << threads;
   }
   const sa::Index n = s.seq_q - first;
@@ -166,7 +282,7 @@ void expect_chunk_walk_exact(const Shape& s, sa::Index k, sa::Index first, std::
   const sa::TokenTopK part_sel = sa::lightning_top_k<T>(part.qv(), part.kv(), part.wv(), k);
   const auto q = sa::bshd<const T>(p.q.data() + first * s.q_heads * s.head_dim, 1, n, s.q_heads, s.head_dim);
   std::vector<T> out(static_cast<std::size_t>(n * s.q_heads * s.value_dim));
-  sa::attention<T>(q, p.kv(), p.vv(), sa::bshd(out.data(), 1, n, s.q_heads, s.value_dim), part_sel);
+  sa::attention<T>(q, p.kv(), p.vv(), sa::bshd(out.data(), 1, n, s.q_heads, s.value_dim), part_sel, {}, kGather);
   EXPECT_EQ(0, std::memcmp(out.data(), full.data() + first * s.q_heads * s.value_dim, out.size() * sizeof(T)));
 }
 
@@ -225,6 +341,9 @@ TEST(Gather, RejectsMismatchedSelections) {
   EXPECT_THROW(attend(sa::TokenTopK::from_indices(std::vector<std::int32_t>(30, 0), 1, 3, 10, 1, 10)),
                std::invalid_argument);  // 3 groups for 2 KV heads
   EXPECT_NO_THROW(attend(sa::TokenTopK::from_indices(std::vector<std::int32_t>(20, 0), 1, 2, 10, 1, 10)));
+  EXPECT_THROW(sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(out), sa::TokenTopK::from_indices(one_row, 1, 1, 10, 2, 10),
+                                    {}, static_cast<sa::SelectionPath>(3)),
+               std::invalid_argument);
 }
 
 // BlockTopK: block scores by mean-pooled queries and keys, the diagonal block always kept.

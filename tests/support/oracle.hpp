@@ -11,6 +11,7 @@
 #include <random>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "sparse_attention/sparse_attention.hpp"
@@ -215,15 +216,20 @@ V batch_slice(V view, Index b) {
 
 // The kernel's output for a selection (TokenTopK or BlockTopK) against the dense oracle, batch element b
 // under mask_of(b), with the FlashAttention rule against a naive same-precision run. Empty string: pass.
+// `path`: a TokenTopK's path (see SelectionPath).
 template <class T, class Selection, class MaskOf>
-std::string check_selection_against_reference(const Problem<T>& p, const Selection& selection, MaskOf&& mask_of) {
+std::string check_selection_against_reference(const Problem<T>& p, const Selection& selection, MaskOf&& mask_of,
+                                              SelectionPath path = SelectionPath::kAuto) {
   using Oracle = OracleType<T>;
   const Shape& s = p.shape;
   std::vector<T> out(static_cast<std::size_t>(p.out_size())), lse(static_cast<std::size_t>(p.lse_size())),
       naive(out.size()), naive_lse(lse.size());
   std::vector<Oracle> ref(out.size()), ref_lse(lse.size());
-  attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), selection,
-                   {.lse = lse_bhs(lse.data(), s.batch, s.q_heads, s.seq_q)});
+  const AttentionOptions<T> options{.lse = lse_bhs(lse.data(), s.batch, s.q_heads, s.seq_q)};
+  if constexpr (std::is_same_v<Selection, TokenTopK>)
+    attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), selection, options, path);
+  else
+    attention<T>(p.qv(), p.kv(), p.vv(), p.out_view(out), selection, options);
   for (Index b = 0; b < s.batch; ++b) {
     const auto& mask = mask_of(b);
     reference::dense_attention<Oracle>(batch_slice(p.qv(), b), batch_slice(p.kv(), b), batch_slice(p.vv(), b),

@@ -42,16 +42,33 @@
 namespace sparse_attention {
 namespace detail {
 
+// A policy that stores each tile's rows as 64-bit words (SelectionTiles) hands out a tile's words at
+// once: tile_key_masks(row0, col0, h) gives row r's allowed keys among [col0, col0 + 64) at [r], or
+// null (then key_mask serves, row by row).
+template <class P>
+concept HasTileKeyMasks = requires(const P& p, Index i) {
+  { p.tile_key_masks(i, i, i) } -> std::same_as<const std::uint64_t*>;
+};
+
 // The policy seen from one tile: rows and columns relative to the tile's first query and key.
 template <class Policy>
 struct TileMask {
   const Policy& policy;
   Extent extent;
   Index row0, col0, head;
+  const std::uint64_t* words = nullptr;  // the tile's words, where the policy has them (HasTileKeyMasks)
+
+  TileMask(const Policy& p, Extent x, Index r0, Index c0, Index h) : policy(p), extent(x), row0(r0), col0(c0), head(h) {
+    if constexpr (HasTileKeyMasks<Policy>) words = p.tile_key_masks(r0, c0, h);
+  }
 
   bool allowed(Index r, Index c) const { return policy.allowed(extent, row0 + r, col0 + c, head); }
   // Row r's allowed keys among tile columns [c0, c0 + 64), as bits.
-  std::uint64_t bits(Index r, Index c0) const { return key_bits(policy, extent, row0 + r, head, col0 + c0); }
+  std::uint64_t bits(Index r, Index c0) const {
+    if constexpr (HasTileKeyMasks<Policy>)
+      if (words != nullptr && c0 == 0) return words[r];
+    return key_bits(policy, extent, row0 + r, head, col0 + c0);
+  }
 };
 
 #if SPARSE_ATTENTION_SIMD_WIDTH > 0

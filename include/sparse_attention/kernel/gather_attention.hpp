@@ -28,6 +28,7 @@
 #include "sparse_attention/kernel/parallel.hpp"
 #include "sparse_attention/kernel/problem.hpp"
 #include "sparse_attention/kernel/rows.hpp"
+#include "sparse_attention/kernel/selection_tiles.hpp"
 #include "sparse_attention/kernel/workspace.hpp"
 
 namespace sparse_attention {
@@ -509,16 +510,90 @@ class GatheredAttention {
   Index chunk_keys_ = 0, block_tokens_ = 0, k_stride_ = 0, v_stride_ = 0;
 };
 
+// Batch element b of a [B, ...] view, as a batch of one.
+template <class V>
+V batch_element(const V& view, Index b) {
+  auto extents = view.extents();
+  extents[0] = 1;
+  return V(view.data() == nullptr ? nullptr : view.data() + b * view.stride(0), extents, view.strides());
+}
+
+// Whether SelectionPath::kAuto runs a selection as tiles: when the fraction of the touched tiles' pairs
+// it selects (the fill) times kGatherCost (what a gathered pair costs, in pairs of a tile computed by
+// the blocked kernel) exceeds 1 by a margin (the tiles' build, ~2 ns per selected pair). The fill is
+// estimated from up to kSampledBlocks query blocks spread evenly over the rows of tiles: O(sampled
+// rows x k), not O(seq_q x k).
+// kGatherCost, measured on a Zen 5 (n = 8192, 2 threads, DSA's indexer selections of k = 512 to 2048,
+// whose fills are 0.12 to 0.43): one KV head per query head (the row path) 3.7-5.0 (d = 64 to 128,
+// 8 or 16 heads), 4 query heads per KV head 3.2 (row path), 16 per KV head (the lane path, which
+// reads each gathered row once for all of them) 1.13. DSA's top-2048 at n = 8192 with 8 heads and
+// 8 KV heads: 0.55x the time as tiles at d = 64, 0.63x at d = 128; at n = 32768 (fill 0.12) the
+// gather is 2.2x faster, and at DeepSeek's shape (one KV head) it is 2x faster at n = 8192 as well.
+template <class T>
+bool selection_prefers_tiles(const Problem& p, const TokenTopK& s) {
+  constexpr Index kSampledBlocks = 32;
+  constexpr Index kBlock = SelectionTiles::kBlock;
+#if SPARSE_ATTENTION_SIMD_WIDTH > 0
+  const bool row_path = 4 * p.group() <= simd::Vec<T>::kLanes;
+#else
+  const bool row_path = p.group() == 1;
+#endif
+  const double gather_cost = row_path ? 3.5 : 1.1, margin = 1.15;
+  const Index q_blocks = ceil_div(p.seq_q, kBlock), kv_blocks = ceil_div(p.seq_k, kBlock);
+  const Index rows = p.batch * s.groups() * q_blocks;
+  const Index samples = std::min(rows, kSampledBlocks);
+  std::vector<Index> seen(static_cast<std::size_t>(kv_blocks), -1);
+  double selected = 0, area = 0;
+  for (Index n = 0; n < samples; ++n) {
+    const Index r = (2 * n + 1) * rows / (2 * samples);  // the middle of the n-th of `samples` equal parts
+    const Index qb = r % q_blocks, g = (r / q_blocks) % s.groups(), b = r / (q_blocks * s.groups());
+    const Range queries{qb * kBlock, std::min(p.seq_q, (qb + 1) * kBlock)};
+    Index tiles = 0;
+    for (Index i = queries.begin; i < queries.end; ++i) {
+      const std::span<const std::int32_t> keys = s.keys(b, g, i);  // sorted: a block's keys are adjacent
+      selected += static_cast<double>(keys.size());
+      Index block = -1;
+      for (const std::int32_t j : keys) {
+        if (j / kBlock == block) continue;
+        block = j / kBlock;
+        Index& mark = seen[static_cast<std::size_t>(block)];
+        if (mark != r) {
+          mark = r;
+          ++tiles;
+        }
+      }
+    }
+    area += static_cast<double>(tiles * queries.size() * kBlock);
+  }
+  return area > 0 && selected / area * gather_cost >= margin;
+}
+
 }  // namespace detail
+
+// How attention over a TokenTopK runs; both paths give the same result up to rounding.
+enum class SelectionPath {
+  kAuto,    // the faster of the two for this selection and shape (see detail::selection_prefers_tiles)
+  kGather,  // each row's selected K/V rows gathered: time proportional to the selected pairs
+  kTiles,   // the blocked kernel over the 64 x 64 tiles the selection touches, each row's keys as a bit
+            // mask: time proportional to the touched tiles' pairs, at the blocked kernel's rate
+};
 
 // Attention of every query row over exactly the keys of its list in `selection` (lists shared by all
 // heads, or one per KV head). Shapes as for the blocked kernel; the selection's batch, seq_q and seq_k
 // must match and its groups be 1 or the number of KV heads. A row with an empty list outputs zeros
-// and LSE -inf. Equals the blocked kernel under selection.mask(b, q_heads), without its O(n^2) scan.
+// and LSE -inf. Equals the blocked kernel under selection.mask(b, q_heads).
+// `path`: gathered rows (work proportional to the selected pairs, bound by the cache bandwidth the
+// gathered rows take) or the touched 64 x 64 tiles through the blocked kernel (work proportional to
+// their pairs, at its FMA-bound rate; 512 bytes of masks per touched tile and KV group, built per
+// call). kAuto takes tiles for selections that fill their tiles well (DSA's top-2048 at n = 8192:
+// 43% of the touched tiles' pairs), the gather for sparse ones (n = 32768: 12%) and for query
+// heads sharing a KV head, whose gathered rows serve the whole group. The two paths round
+// differently, and the tile path's tiles start at the first query: where a chunk of queries must
+// give one-shot prefill's rows bit for bit, pass kGather (kAuto may choose differently for each).
 template <class T>
 void attention(TensorView<const std::type_identity_t<T>> q, TensorView<const std::type_identity_t<T>> k,
                TensorView<const std::type_identity_t<T>> v, TensorView<T> out, const TokenTopK& selection,
-               const AttentionOptions<T>& options = {}) {
+               const AttentionOptions<T>& options = {}, SelectionPath path = SelectionPath::kAuto) {
   static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                 "sparse_attention::attention supports float and double");
   constexpr std::string_view where = "attention (token selection)";
@@ -532,8 +607,26 @@ void attention(TensorView<const std::type_identity_t<T>> q, TensorView<const std
                   "seq_k of k (" + std::to_string(p.seq_k) + ")");
   detail::require(selection.groups() == 1 || selection.groups() == p.kv_heads, where, "selection groups",
                   selection.groups(), "1 (shared by every head) or the KV heads (" + std::to_string(p.kv_heads) + ")");
+  detail::require(path == SelectionPath::kAuto || path == SelectionPath::kGather || path == SelectionPath::kTiles,
+                  where, "path", static_cast<int>(path), "a SelectionPath (0 kAuto, 1 kGather, 2 kTiles)");
   if (p.batch == 0 || p.seq_q == 0) return;
-  detail::GatheredAttention<T>(p, selection, q, k, v, out, options.lse).run(options.num_threads);
+  if (path == SelectionPath::kAuto)
+    path = detail::selection_prefers_tiles<T>(p, selection) ? SelectionPath::kTiles : SelectionPath::kGather;
+  if (path == SelectionPath::kGather) {
+    detail::GatheredAttention<T>(p, selection, q, k, v, out, options.lse).run(options.num_threads);
+    return;
+  }
+  detail::Problem one = p;
+  one.batch = 1;
+  constexpr Index kBlock = detail::SelectionTiles::kBlock;
+  for (Index b = 0; b < p.batch; ++b) {
+    const detail::SelectionTiles tiles(selection, b, p.q_heads, options.num_threads);
+    const BlockLayout layout = BlockLayout::build(tiles, p.extent(), {kBlock, kBlock}, p.q_heads);
+    detail::BlockedAttention<T, detail::SelectionTiles>(one, tiles, layout, detail::batch_element(q, b),
+                                                        detail::batch_element(k, b), detail::batch_element(v, b),
+                                                        detail::batch_element(out, b), detail::batch_element(options.lse, b))
+        .run(options.num_threads);
+  }
 }
 
 }  // namespace sparse_attention
