@@ -341,9 +341,6 @@ TEST(Gather, RejectsMismatchedSelections) {
   EXPECT_THROW(attend(sa::TokenTopK::from_indices(std::vector<std::int32_t>(30, 0), 1, 3, 10, 1, 10)),
                std::invalid_argument);  // 3 groups for 2 KV heads
   EXPECT_NO_THROW(attend(sa::TokenTopK::from_indices(std::vector<std::int32_t>(20, 0), 1, 2, 10, 1, 10)));
-  EXPECT_THROW(sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(out), sa::TokenTopK::from_indices(one_row, 1, 1, 10, 2, 10),
-                                    {}, static_cast<sa::SelectionPath>(3)),
-               std::invalid_argument);
 }
 
 // BlockTopK: block scores by mean-pooled queries and keys, the diagonal block always kept.

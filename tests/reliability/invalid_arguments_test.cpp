@@ -41,8 +41,8 @@ std::vector<BadCase> cases() {
   static const sa::TokenTopK sel = sa::lightning_top_k<float>(ix.qv(), ix.kv(), ix.wv(), 5);
   static std::vector<float> out(static_cast<std::size_t>(p.out_size()));
   static std::vector<std::int32_t> lists(2 * 40 * 3, -1);
-  auto run_selection = [](const sa::TokenTopK& s, int threads = 0) {
-    sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(out), s, {.num_threads = threads});
+  auto run_selection = [](const sa::TokenTopK& s, int threads = 0, sa::SelectionPath path = sa::SelectionPath::kAuto) {
+    sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(out), s, {.num_threads = threads}, path);
   };
   auto indexer = [](sa::TensorView<const float> q, sa::TensorView<const float> k, sa::StridedView<const float, 3> w,
                     sa::Index top_k, int threads = 0) {
@@ -119,6 +119,7 @@ std::vector<BadCase> cases() {
       {[=] { run_selection(sa::TokenTopK::from_indices(lists, 2, 1, 40, 3, 41)); }, "attention (token selection): selection seq_k = 41"},
       {[=] { run_selection(sa::TokenTopK::from_indices(std::vector<std::int32_t>(2 * 3 * 40 * 3, -1), 2, 3, 40, 3, 40)); }, "attention (token selection): selection groups = 3"},
       {[=] { run_selection(sel, -1); }, "attention (token selection): num_threads = -1"},
+      {[=] { run_selection(sel, 0, static_cast<sa::SelectionPath>(3)); }, "attention (token selection): path = 3"},
       // The lightning indexer.
       {[=] { indexer(ix.qv(), ix.kv(), ix.wv(), 0); }, "lightning_top_k: k = 0"},
       {[=] { indexer(sa::bshd<const float>(ix.q.data(), 2, 40, 3, 7), ix.kv(), ix.wv(), 4); }, "lightning_top_k: index_k shape = [2, 1, 40, 8]"},
