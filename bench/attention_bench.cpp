@@ -8,6 +8,8 @@
 //   ceiling/fma/omp:<threads>                       a tight FMA loop: the machine's peak
 //   ceiling/gemm/omp:<threads>                      Eigen float GEMM 1024^3
 //   ceiling/l2/omp:<threads>                        reads of a 256 KB buffer per thread: L2 bandwidth (gbps)
+//   scaling/<pattern>/d:64/omp:2                    time(131072) / time(16384) of local, longformer and
+//                                                   bigbird from alternating calls (counter ratio)
 //   dsa/<part>/n:<n>/hkv:<kv heads>/omp:<threads>   DeepSeek Sparse Attention at DeepSeek's shape:
 //       16 query heads, d = 128, k = 2048, indexer H_I = 4 x d_I = 64. Parts: indexer (scores +
 //       streaming top-k), indexer_k1 (the same with k = 1: the scores alone, nearly), attention (over a
@@ -22,6 +24,7 @@
 #include <benchmark/benchmark.h>
 
 #include <Eigen/Core>
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <random>
@@ -98,6 +101,41 @@ void register_pattern(const sa::bench::Pattern& pattern, sa::Index n, sa::Index 
                  static_cast<double>(run.allowed_pairs) / (static_cast<double>(n) * static_cast<double>(n)),
                  static_cast<double>(run.computed_pairs), static_cast<double>(run.allowed_pairs));
   })->UseManualTime()->Unit(benchmark::kMillisecond);
+}
+
+// time(131072) / time(16384) of a linear pattern with both lengths under the same load: each
+// iteration makes one call of the long length and kShortCalls of the short one, alternating, over
+// inputs prepared once. Two rows of the suite run seconds apart, and the load of a shared machine
+// moved local's ratio between 8.4 and 8.8 from run to run while alternating calls measured 8.0-8.3.
+// Counters: ratio (the median over iterations of the long call's time over the short calls' mean)
+// and pairs_ratio (computed pairs of the long length over the short one's: the ratio of linear cost).
+void register_scaling(const sa::bench::Pattern& pattern, sa::Index d, int threads) {
+  constexpr sa::Index kShort = 16384, kLong = 131072;
+  constexpr int kShortCalls = 8;
+  const std::string name = "scaling/" + pattern.name + "/d:" + std::to_string(d) + "/omp:" + std::to_string(threads);
+  benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& state) {
+    Inputs short_in(kShort, d), long_in(kLong, d);
+    const sa::bench::Prepared short_run = pattern.prepare(kShort, kHeads), long_run = pattern.prepare(kLong, kHeads);
+    const auto call = [&](Inputs& in, const sa::bench::Prepared& run, sa::Index n) {
+      const auto view = [&](const float* data) { return sa::bhsd(data, 1, kHeads, n, d); };
+      const auto start = std::chrono::steady_clock::now();
+      run.run(view(in.q.data()), view(in.k.data()), view(in.v.data()), sa::bhsd(in.o.data(), 1, kHeads, n, d), threads);
+      return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    };
+    call(short_in, short_run, kShort);  // untimed first calls (see timed_loop)
+    call(long_in, long_run, kLong);
+    std::vector<double> ratios;
+    for (auto _ : state) {
+      const double long_time = call(long_in, long_run, kLong);
+      double short_time = 0;
+      for (int c = 0; c < kShortCalls; ++c) short_time += call(short_in, short_run, kShort);
+      state.SetIterationTime(long_time + short_time);
+      ratios.push_back(long_time / (short_time / kShortCalls));
+    }
+    std::sort(ratios.begin(), ratios.end());
+    state.counters["ratio"] = ratios[ratios.size() / 2];
+    state.counters["pairs_ratio"] = static_cast<double>(long_run.computed_pairs) / static_cast<double>(short_run.computed_pairs);
+  })->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(7);
 }
 
 void register_naive(sa::Index n, sa::Index d, int threads) {
@@ -214,6 +252,8 @@ int main(int argc, char** argv) {
       }
     }
   }
+  for (const sa::bench::Pattern& p : sa::bench::patterns())
+    if (p.name == "local" || p.name == "longformer" || p.name == "bigbird") register_scaling(p, 64, 2);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
