@@ -2,12 +2,14 @@
 // One batch element of a token selection (TokenTopK) as 64 x 64 tiles, so that the blocked kernel can
 // run it: per (group, query block) the key blocks its rows select from, and per such tile each row's
 // 64 selected keys as bits. A selection that fills the tiles it touches well (DSA's top-2048 at
-// n = 8192 keeps ~44% of the causal pairs) runs faster as dense tiles at the blocked kernel's rate
-// than as gathered rows at L2 bandwidth (see select_path in gather_attention.hpp).
+// n = 8192 keeps 43% of their pairs) runs faster as tiles at the blocked kernel's rate than as
+// gathered rows at L2 bandwidth (see selection_prefers_tiles in gather_attention.hpp).
 //
-// SelectionTiles is a MaskPolicy with O(1) key_mask (a table lookup), where TokenTopKMask, which reads
-// the lists themselves, binary-searches every row of every tile. Memory: 512 bytes per touched tile
-// per group, plus a [groups, q_blocks, kv_blocks] table of int32 tile indices.
+// SelectionTiles is a MaskPolicy with O(1) key_mask (a table lookup) and a tile's words at once
+// (tile_key_masks), where TokenTopKMask, which reads the lists themselves, binary-searches every row
+// of every tile. Memory: 520 bytes per touched tile per group (64 words and a count), a
+// [groups, q_blocks, kv_blocks] table of int32 tile indices, and while it is built 8 bytes per key
+// per thread of scratch.
 #pragma once
 
 #include <algorithm>
