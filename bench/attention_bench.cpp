@@ -216,13 +216,9 @@ void register_dsa(sa::Index n, sa::Index kv_heads, int threads) {
         set_gflops(state, 2.0 * sa::bench::IndexerInputs::kHeads * sa::bench::IndexerInputs::kDim * causal_pairs, seconds);
         return;
       }
-      // The pairs computed: the touched tiles' on the tile path.
-      const bool tiles = part != "causal" && (path == sa::SelectionPath::kTiles ||
-                                              (path == sa::SelectionPath::kAuto &&
-                                               sa::detail::selection_prefers_tiles<float>({1, heads, kv_heads, n, n, d, d, 1.0}, data.selection)));
-      const double computed = tiles ? static_cast<double>(sa::BlockLayout::build(sa::detail::SelectionTiles(data.selection, 0, heads, threads),
-                                                                                 {n, n}, {64, 64}, heads).computed_pairs())
-                                    : pairs;
+      const bool tiles = part != "causal" && sa::bench::selection_takes_tiles(data.selection, heads, kv_heads, path);
+      const double computed =
+          part == "causal" ? pairs : static_cast<double>(sa::bench::selection_computed_pairs(data.selection, heads, kv_heads, path));
       set_counters(state, 4.0 * d * computed * heads, seconds, pairs / (static_cast<double>(n) * static_cast<double>(n)),
                    computed, pairs);
       if (part != "causal") state.counters["tiles"] = tiles ? 1 : 0;

@@ -57,6 +57,22 @@ struct IndexerInputs {
   }
 };
 
+// Whether attention over `selection` (batch 1) runs as tiles on `path` (kAuto: the path it takes).
+inline bool selection_takes_tiles(const TokenTopK& selection, Index q_heads, Index kv_heads, SelectionPath path) {
+  return path == SelectionPath::kTiles ||
+         (path == SelectionPath::kAuto &&
+          detail::selection_prefers_tiles<float>({1, q_heads, kv_heads, selection.seq_q(), selection.seq_k(), 64, 64, 1.0}, selection));
+}
+
+// Pairs per head it computes: exactly the selected ones gathered, every pair of the touched tiles on
+// the tile path.
+inline Index selection_computed_pairs(const TokenTopK& selection, Index q_heads, Index kv_heads, SelectionPath path) {
+  if (!selection_takes_tiles(selection, q_heads, kv_heads, path)) return selection.selected_pairs();
+  const Index n_q = selection.seq_q(), n_k = selection.seq_k();
+  const detail::SelectionTiles t(selection, 0, q_heads, 0);
+  return BlockLayout::build(t, {n_q, n_k}, {64, 64}, q_heads).computed_pairs();
+}
+
 // DSA with k keys per query. end_to_end: each run also computes the selection (indexer + top-k), as a
 // user pays it, into the memory of the previous run's selection (as a model's layer loop selects);
 // otherwise the selection is prepared once, like a static pattern's layout.
@@ -68,15 +84,7 @@ inline Pattern dsa_pattern(std::string name, Index max_n, Index top_k, bool end_
             Prepared p;
             p.allowed_pairs = selection->selected_pairs();
             p.density = static_cast<double>(p.allowed_pairs) / (static_cast<double>(n) * static_cast<double>(n));
-            // The path attention's kAuto takes: gathered rows compute exactly the selected pairs, the
-            // tile path every pair of the touched tiles.
-            const detail::Problem shape{1, heads, heads, n, n, 64, 64, 1.0};
-            if (detail::selection_prefers_tiles<float>(shape, *selection)) {
-              const detail::SelectionTiles tiles(*selection, 0, heads, 0);
-              p.computed_pairs = BlockLayout::build(tiles, {n, n}, {64, 64}, heads).computed_pairs();
-            } else {
-              p.computed_pairs = p.allowed_pairs;
-            }
+            p.computed_pairs = selection_computed_pairs(*selection, heads, heads, SelectionPath::kAuto);
             p.blocking_efficiency = static_cast<double>(p.allowed_pairs) / static_cast<double>(p.computed_pairs);
             p.run = [=](auto q, auto k, auto v, auto o, int threads) {
               if (end_to_end) {

@@ -191,18 +191,23 @@ TEST(Gather, AutoPathFollowsTheFill) {
   EXPECT_FALSE(sa::detail::selection_prefers_tiles<float>(problem(300, 16, 1), causal));
 }
 
-// The tile path's result does not depend on the thread count either.
-TEST(Gather, TilePathBitIdenticalAcrossThreadCounts) {
-  const Shape s{2, 8, 2, 200, 200, 32, 32, true};
-  const Problem<float> p(s, 61);
-  const IndexerInputs<float> in(2, 200, 200, 2, 8, 62);
-  const sa::TokenTopK sel = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 60);
+// The result on `path` for an indexer's selection of k keys (batch 2, 200 tokens, BSHD) is the same
+// bits from 1, 2 and 3 threads.
+void expect_bit_identical_across_thread_counts(const Shape& s, sa::Index k, std::uint64_t seed, sa::SelectionPath path) {
+  const Problem<float> p(s, seed);
+  const IndexerInputs<float> in(2, 200, 200, 2, 8, seed + 1);
+  const sa::TokenTopK sel = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), k);
   std::vector<float> one(static_cast<std::size_t>(p.out_size())), many(one.size());
-  sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(one), sel, {.num_threads = 1}, sa::SelectionPath::kTiles);
+  sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(one), sel, {.num_threads = 1}, path);
   for (int threads : {2, 3}) {
-    sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(many), sel, {.num_threads = threads}, sa::SelectionPath::kTiles);
+    sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(many), sel, {.num_threads = threads}, path);
     EXPECT_TRUE(sa::testing::same_bits(one, many)) << threads;
   }
+}
+
+// The tile path's result does not depend on the thread count either.
+TEST(Gather, TilePathBitIdenticalAcrossThreadCounts) {
+  expect_bit_identical_across_thread_counts(Shape{2, 8, 2, 200, 200, 32, 32, true}, 60, 61, sa::SelectionPath::kTiles);
 }
 
 // With k >= position + 1 every query selects all of its keys: the selection is Causal, and attention
@@ -245,16 +250,7 @@ TEST(Gather, ChunkedPrefillAndDecodeEqualPrefillRows) {
 }
 
 TEST(Gather, BitIdenticalAcrossThreadCounts) {
-  const Shape s{2, 8, 1, 200, 200, 32, 32, true};
-  const Problem<float> p(s, 5);
-  const IndexerInputs<float> in(2, 200, 200, 2, 8, 6);
-  const sa::TokenTopK sel = sa::lightning_top_k<float>(in.qv(), in.kv(), in.wv(), 30);
-  std::vector<float> one(static_cast<std::size_t>(p.out_size())), many(one.size());
-  sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(one), sel, {.num_threads = 1});
-  for (int threads : {2, 3}) {
-    sa::attention<float>(p.qv(), p.kv(), p.vv(), p.out_view(many), sel, {.num_threads = threads});
-    EXPECT_TRUE(sa::testing::same_bits(one, many)) << threads;
-  }
+  expect_bit_identical_across_thread_counts(Shape{2, 8, 1, 200, 200, 32, 32, true}, 30, 5, sa::SelectionPath::kAuto);
 }
 
 // Both gather paths walk the keys in chunks of fixed positions, a block of query tokens at a time. For a

@@ -209,9 +209,7 @@ std::string check_against_reference(const Problem<T>& p, const Policy& policy, B
 // Batch element b of a [B, ...] view.
 template <class V>
 V batch_slice(V view, Index b) {
-  auto extents = view.extents();
-  extents[0] = 1;
-  return V(view.data() + b * view.stride(0), extents, view.strides());
+  return detail::batch_element(view, b);
 }
 
 // The kernel's output for a selection (TokenTopK or BlockTopK) against the dense oracle, batch element b

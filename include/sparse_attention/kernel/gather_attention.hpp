@@ -519,11 +519,11 @@ V batch_element(const V& view, Index b) {
 }
 
 // Whether SelectionPath::kAuto runs a selection as tiles: when the fraction of the touched tiles' pairs
-// it selects (the fill) times kGatherCost (what a gathered pair costs, in pairs of a tile computed by
-// the blocked kernel) exceeds 1 by a margin (the tiles' build, ~2 ns per selected pair). The fill is
+// it selects (the fill) times the gather's cost per pair (in pairs of a tile computed by the blocked
+// kernel) reaches kMargin, 1 plus a share for the tiles' build (7 ms at n = 8192, k = 2048). The fill is
 // estimated from up to kSampledBlocks query blocks spread evenly over the rows of tiles: O(sampled
 // rows x k), not O(seq_q x k).
-// kGatherCost, measured on a Zen 5 (n = 8192, 2 threads, DSA's indexer selections of k = 512 to 2048,
+// The gather's cost per pair, measured on a Zen 5 (n = 8192, 2 threads, DSA's indexer selections of k = 512 to 2048,
 // whose fills are 0.12 to 0.43): one KV head per query head (the row path) 3.7-5.0 (d = 64 to 128,
 // 8 or 16 heads), 4 query heads per KV head 3.2 (row path), 16 per KV head (the lane path, which
 // reads each gathered row once for all of them) 1.13. DSA's top-2048 at n = 8192 with 8 heads and
@@ -538,7 +538,8 @@ bool selection_prefers_tiles(const Problem& p, const TokenTopK& s) {
 #else
   const bool row_path = p.group() == 1;
 #endif
-  const double gather_cost = row_path ? 3.5 : 1.1, margin = 1.15;
+  constexpr double kRowPathCost = 3.5, kLanePathCost = 1.1, kMargin = 1.15;
+  const double gather_cost = row_path ? kRowPathCost : kLanePathCost;
   const Index q_blocks = ceil_div(p.seq_q, kBlock), kv_blocks = ceil_div(p.seq_k, kBlock);
   const Index rows = p.batch * s.groups() * q_blocks;
   const Index samples = std::min(rows, kSampledBlocks);
@@ -565,7 +566,7 @@ bool selection_prefers_tiles(const Problem& p, const TokenTopK& s) {
     }
     area += static_cast<double>(tiles * queries.size() * kBlock);
   }
-  return area > 0 && selected / area * gather_cost >= margin;
+  return area > 0 && selected / area * gather_cost >= kMargin;
 }
 
 }  // namespace detail

@@ -89,10 +89,7 @@ class SelectionTiles {
         std::fill(from, from + kBlock, 0);
       }
     });
-    for (const Tiles& t : rows_) tiles_ += static_cast<Index>(t.counts.size());
   }
-
-  Index tiles() const { return tiles_; }  // touched tiles over all groups
 
   // MaskPolicy.
   bool head_dependent() const { return groups_ > 1; }
@@ -168,7 +165,6 @@ class SelectionTiles {
   };
 
   Index groups_, q_heads_, seq_q_, seq_k_, q_blocks_, kv_blocks_;
-  Index tiles_ = 0;
   std::vector<std::int32_t> table_;  // [groups, q_blocks, kv_blocks]: the tile's index in its Tiles, or -1
   std::vector<Tiles> rows_;          // [groups, q_blocks]
 };
